@@ -1,0 +1,5 @@
+import sys
+
+from corruptor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,183 @@
+"""One shard on disk: a WebDataset tar, its Parquet manifest, and the done marker.
+
+Files are written under temporary names and renamed into place in a fixed order:
+tar, manifest, then ``.stats.json`` last. A shard is done exactly when its stats file
+exists, so a crash or a full disk at any point leaves no shard marked done with
+partial data; the temp files are removed by the next run.
+
+Output is byte-identical for identical samples: tar members get a fixed mtime, owner
+and mode (``webdataset.TarWriter`` arguments) and sorted member order, and the
+manifest has a fixed schema and no timestamps. Timings live only in the stats file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTIAL_TAG = ".partial-"
+TAR_MTIME = 0.0
+TAR_MODE = 0o444
+TAR_OWNER = "maa"
+
+MANIFEST_SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("source", pa.string()),
+    ("ref", pa.string()),
+    ("dis_ref", pa.string()),
+    ("variant", pa.int32()),
+    ("crop", pa.int32()),
+    ("sha256", pa.string()),
+    ("status", pa.string()),            # ok | failed | skipped
+    ("error", pa.string()),             # reason for failed/skipped, null when ok
+    ("error_kind", pa.string()),        # permanent | transient, null when ok
+    ("ops", pa.string()),               # "op:severity,..." summary
+    ("ops_json", pa.string()),          # every op with its sampled parameters
+    ("n_regions", pa.int32()),
+    ("source_width", pa.int32()),
+    ("source_height", pa.int32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("clean_bytes", pa.int64()),
+    ("degraded_bytes", pa.int64()),
+    ("mask_bytes", pa.int64()),
+])
+STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
+
+
+def shard_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+@dataclass(frozen=True)
+class ShardPaths:
+    tar: Path
+    manifest: Path
+    stats: Path
+
+    @staticmethod
+    def of(shards_dir: str | Path, index: int) -> "ShardPaths":
+        d = Path(shards_dir)
+        name = shard_name(index)
+        return ShardPaths(d / f"{name}.tar", d / f"{name}.parquet", d / f"{name}.stats.json")
+
+
+def _temp_name(path: Path) -> Path:
+    # Unique per attempt: a retried shard (Ray retry, second run) never shares a temp file.
+    return path.with_name(f".{path.name}{PARTIAL_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_partials(shards_dir: str | Path) -> list[Path]:
+    """Delete temp files left by interrupted attempts; returns what was removed."""
+    removed = []
+    d = Path(shards_dir)
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if PARTIAL_TAG in p.name:
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+class ShardWriter:
+    """Streams samples into a temp tar, collects manifest rows, commits on ``close``."""
+
+    def __init__(self, shards_dir: str | Path, index: int):
+        from webdataset import TarWriter
+
+        self.index = index
+        self.paths = ShardPaths.of(shards_dir, index)
+        self.paths.tar.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp_tar = _temp_name(self.paths.tar)
+        self._fh = open(self._tmp_tar, "wb")
+        self._tar = TarWriter(self._fh, user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE,
+                              mtime=TAR_MTIME, encoder=False)
+        self._rows: list[dict[str, Any]] = []
+        self._keys: set[str] = set()
+
+    def add(self, row: dict[str, Any], files: dict[str, bytes] | None = None) -> None:
+        """One manifest row; ``files`` (member suffix -> bytes) go into the tar when given."""
+        key = row["key"]
+        if key in self._keys:
+            raise ValueError(f"duplicate sample key {key!r} in shard {shard_name(self.index)}")
+        if "." in key or "/" in key:
+            raise ValueError(f"sample key {key!r} must not contain '.' or '/'")
+        if row.get("status") not in STATUSES:
+            raise ValueError(f"status {row.get('status')!r} not allowed; allowed: {', '.join(STATUSES)}")
+        self._keys.add(key)
+        if files:
+            self._tar.write({"__key__": key, **files})
+        self._rows.append({name: row.get(name) for name in MANIFEST_SCHEMA.names})
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self._rows)
+
+    def close(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """Commit tar, manifest, then the stats marker. Returns the stats as written."""
+        self._tar.close()
+        self._fh.close()
+        tar_sha = _sha256_file(self._tmp_tar)
+        _fsync_replace(self._tmp_tar, self.paths.tar)
+
+        table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
+        tmp_pq = _temp_name(self.paths.manifest)
+        pq.write_table(table, tmp_pq, compression="zstd")
+        _fsync_replace(tmp_pq, self.paths.manifest)
+
+        counts = {s: sum(1 for r in self._rows if r["status"] == s) for s in STATUSES}
+        full = {
+            "shard": shard_name(self.index),
+            "rows": len(self._rows),
+            **counts,
+            "transient_failures": sum(1 for r in self._rows if r["error_kind"] == "transient"),
+            "tar_bytes": self.paths.tar.stat().st_size,
+            "tar_sha256": tar_sha,
+            **stats,
+        }
+        tmp_stats = _temp_name(self.paths.stats)
+        tmp_stats.write_bytes(json_bytes(full))
+        _fsync_replace(tmp_stats, self.paths.stats)
+        return full
+
+    def abort(self) -> None:
+        """Drop everything written so far (the shard stays not-done)."""
+        try:
+            self._tar.close()
+        except Exception:  # the tar stream may be the thing that failed; the file goes anyway
+            pass
+        self._fh.close()
+        self._tmp_tar.unlink(missing_ok=True)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_stats(path: str | Path) -> dict[str, Any] | None:
+    """A shard's stats, or None when it is not done (missing or unreadable marker)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

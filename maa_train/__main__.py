@@ -1,0 +1,5 @@
+import sys
+
+from maa_train.cli import main
+
+sys.exit(main())

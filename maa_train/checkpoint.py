@@ -1,0 +1,105 @@
+"""Adapter checkpoints: `adapters.safetensors` (trainable tensors) + `adapter_config.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_NAME = "adapters.safetensors"
+CONFIG_NAME = "adapter_config.json"
+FORMAT_VERSION = 1
+PRECISION_FIELDS = ("fp32", "full_fp32")  # how adapters compute, not what they are: may differ on load
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model it is loaded into."""
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("maa-toolkit")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(directory: str | Path, tensors: dict[str, torch.Tensor], config: dict, extra: dict | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"format_version": FORMAT_VERSION, "package_version": package_version(), **config, **(extra or {})}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    # Config last: its presence means the weights next to it are complete.
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True)))
+    return directory
+
+
+def save_adapters(directory: str | Path, adapted, extra: dict | None = None) -> Path:
+    """Write the student's trainable tensors and its config (adapter settings, base model,
+    model type, hidden size, layer count, feature layer, package version). `extra` adds
+    JSON-serialisable fields (step, metrics)."""
+    return save_tensors(directory, adapted.trainable_state_dict(), adapted.config, extra)
+
+
+def read_config(directory: str | Path) -> dict:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not an adapter checkpoint folder")
+    return json.loads(path.read_text())
+
+
+def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_tensors: dict) -> None:
+    problems = []
+    for field in ("kind", "hidden_size", "num_layers", "vision_model_type"):
+        if field in saved and saved[field] != current.get(field):
+            problems.append(f"{field}: checkpoint has {saved[field]!r}, model has {current.get(field)!r}")
+    saved_adapter, current_adapter = saved.get("adapter") or {}, current.get("adapter") or {}
+    diff = {
+        k: (v, current_adapter.get(k))
+        for k, v in saved_adapter.items()
+        if k not in PRECISION_FIELDS and current_adapter.get(k) != v
+    }
+    if diff:
+        problems.append(f"adapter settings (checkpoint, model): {diff}")
+    missing = sorted(set(current_tensors) - set(saved_tensors))
+    unexpected = sorted(set(saved_tensors) - set(current_tensors))
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    shapes = [
+        f"{k}: checkpoint {tuple(saved_tensors[k].shape)}, model {tuple(current_tensors[k].shape)}"
+        for k in sorted(set(saved_tensors) & set(current_tensors))
+        if saved_tensors[k].shape != current_tensors[k].shape
+    ]
+    if shapes:
+        problems.append(f"shape mismatches ({len(shapes)}): {shapes[:8]}{' ...' if len(shapes) > 8 else ''}")
+    if problems:
+        raise CheckpointMismatchError("checkpoint does not fit this model:\n  " + "\n  ".join(problems))
+
+
+def load_adapters(directory: str | Path, adapted) -> dict:
+    """Load a checkpoint into `adapted` after checking names and shapes; returns its config."""
+    directory = Path(directory)
+    saved = read_config(directory)
+    tensors = load_file(str(directory / WEIGHTS_NAME))
+    current = adapted.trainable_state_dict()
+    check_compatible(saved, adapted.config, tensors, current)
+    adapted.load_trainable_state_dict(tensors)
+    return saved

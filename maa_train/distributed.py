@@ -1,0 +1,95 @@
+"""Process-group set-up for `torchrun` (NCCL on GPUs, gloo on CPU) and gradient averaging.
+
+The student's backbone is frozen and shared by the teacher pass, and the discriminator is
+called twice per step (generator and discriminator losses); instead of two DDP wrappers
+with their re-entrancy rules we average the trainable gradients ourselves, in one
+flattened all-reduce per parameter group and step (the same communication DDP does,
+without the overlap, which matters little for ~30M adapter parameters).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init(device_choice: str) -> Dist:
+    device = pick_device(device_choice)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return Dist(device=device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), device)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    if world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def all_finite(values: list[torch.Tensor], world: int) -> bool:
+    """True on every rank iff every rank's values are finite (so all ranks stop together)."""
+    ok = torch.tensor([float(all(torch.isfinite(v).all().item() for v in values))],
+                      device=values[0].device if values else "cpu")
+    if world > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item() == 1.0)
+
+
+def reduce_mean(value: float, device: torch.device, world: int) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], device=device, dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item() / world)
+
+
+def reduce_sum(values: list[float], device: torch.device, world: int) -> list[float]:
+    if world == 1:
+        return values
+    t = torch.tensor(values, device=device, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()

@@ -1,0 +1,83 @@
+"""Finding a built dataset's shards and their sample counts; holding shards out for validation."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    url: str
+    count: int | None  # samples in the tar (successful pairs); None when unknown
+
+
+def _count_from_stats(tar: Path) -> int | None:
+    stats = tar.with_suffix(".stats.json")
+    if stats.exists():
+        data = json.loads(stats.read_text())
+        for key in ("ok", "written", "samples_ok", "n_ok"):
+            if isinstance(data.get(key), int):
+                return data[key]
+        counts = data.get("counts", {})
+        if isinstance(counts, dict) and isinstance(counts.get("ok"), int):
+            return counts["ok"]
+    manifest = tar.with_suffix(".parquet")
+    if manifest.exists():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(manifest, columns=["status"])
+        return sum(1 for s in table.column("status").to_pylist() if s == "ok")
+    return None
+
+
+def resolve_shards(spec: str) -> list[ShardInfo]:
+    """A dataset folder (with dataset.json), a glob of .tar files, or a text file of URLs."""
+    path = Path(spec)
+    if path.is_dir():
+        meta = path / "dataset.json"
+        if meta.exists():
+            listed = json.loads(meta.read_text()).get("shards", [])
+            names = [s["name"] if isinstance(s, dict) else str(s) for s in listed]
+            tars = [path / "shards" / (n if n.endswith(".tar") else f"{n}.tar") for n in names]
+            tars = [t if t.exists() else path / n for t, n in zip(tars, names)]
+        else:
+            tars = sorted((path / "shards").glob("*.tar")) or sorted(path.glob("*.tar"))
+        if not tars:
+            raise FileNotFoundError(f"no shards found in dataset folder {path}")
+        missing = [str(t) for t in tars if not Path(t).exists()]
+        if missing:
+            raise FileNotFoundError(f"dataset {path} lists shards that are missing: {missing[:3]}")
+        return [ShardInfo(str(t), _count_from_stats(Path(t))) for t in tars]
+    if any(ch in spec for ch in "*?["):
+        tars = sorted(glob.glob(spec))
+        if not tars:
+            raise FileNotFoundError(f"shard glob '{spec}' matches no file")
+        return [ShardInfo(t, _count_from_stats(Path(t))) for t in tars]
+    if path.is_file() and path.suffix == ".txt":
+        urls = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        return [ShardInfo(u, None) for u in urls]
+    if path.is_file() and path.suffix == ".tar":
+        return [ShardInfo(str(path), _count_from_stats(path))]
+    if "://" in spec:
+        return [ShardInfo(spec, None)]
+    raise FileNotFoundError(f"'{spec}' is not a dataset folder, a shard glob, a .tar, a URL or a .txt list")
+
+
+def split_holdout(shards: list[ShardInfo], fraction: float) -> tuple[list[ShardInfo], list[ShardInfo]]:
+    """Hold out whole shards (never a part of one) chosen by a hash of their name."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    if len(shards) < 2:
+        raise ValueError(
+            f"the dataset has {len(shards)} shard(s): cannot hold shards out for validation; "
+            "build it with a smaller --shard-size or give data.val explicitly")
+    n_val = max(1, round(len(shards) * fraction))
+    ranked = sorted(shards, key=lambda s: hashlib.sha1(Path(s.url).name.encode()).hexdigest())
+    val = {s.url for s in ranked[:n_val]}
+    return [s for s in shards if s.url not in val], [s for s in shards if s.url in val]

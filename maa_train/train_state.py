@@ -1,0 +1,90 @@
+"""Training checkpoints that resume exactly: written atomically, the last K kept.
+
+A checkpoint is a folder ``step_NNNNNNN`` holding the trainable weights and the
+discriminator (safetensors), optimisers, schedulers, loader state, RNG states and the
+step (``state.pt``), and the resolved config. It is written under a temporary name and
+renamed when complete, so a kill at any moment leaves either the old set or the new one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+PREFIX = "step_"
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _tensors(named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in named.items()}
+
+
+def save(root: Path, step: int, *, trainable: dict[str, torch.Tensor], disc: dict[str, torch.Tensor] | None,
+         state: dict[str, Any], config: dict, keep_last: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:08d}"
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(_tensors(trainable), str(tmp / "trainable.safetensors"))
+    if disc is not None:
+        save_file(_tensors(disc), str(tmp / "discriminator.safetensors"))
+    torch.save(state, tmp / "state.pt")
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    with open(tmp / "DONE", "w") as fh:
+        fh.write(str(step))
+        fh.flush()
+        os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in complete(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete(root: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (a folder without DONE was never renamed into place)."""
+    if not root.exists():
+        return []
+    found = [p for p in root.glob(f"{PREFIX}*") if p.is_dir() and (p / "DONE").exists()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest(root: Path) -> Path | None:
+    done = complete(root)
+    return done[-1] if done else None
+
+
+def clean_partial(root: Path) -> None:
+    for tmp in root.glob(f".{PREFIX}*.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load(path: Path) -> tuple[dict, dict | None, dict]:
+    trainable = load_file(str(path / "trainable.safetensors"))
+    disc_file = path / "discriminator.safetensors"
+    disc = load_file(str(disc_file)) if disc_file.exists() else None
+    state = torch.load(path / "state.pt", weights_only=False)  # our own file: optimiser and RNG objects
+    return trainable, disc, state

@@ -1,0 +1,343 @@
+"""The MAA training loop: adapters (student) against a per-token discriminator.
+
+    min_adapters  L_distill(student(degraded), teacher(clean)) + lambda * L_adv
+
+The teacher is the same frozen encoder with adapters disabled (no second copy). One
+process per GPU under `torchrun`; gradients of the trainable parts are averaged across
+ranks (maa_train.distributed). Every random draw is explicit, so a run killed at any
+step and resumed from its last checkpoint ends with the same weights as one that ran
+through (on deterministic CPU settings).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from maa_train import distributed, train_state
+from maa_train.adapter import AdapterConfig
+from maa_train.baselines import make_student
+from maa_train.checkpoint import load_adapters, save_adapters
+from maa_train.config import TrainConfig
+from maa_train.discriminator import TokenDiscriminator
+from maa_train.inject import load_vision_model
+from maa_train.loader import LoaderState, PairStream, ValStream, make_loader, steps_per_epoch
+from maa_train.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty
+from maa_train.metrics_log import MetricsLog
+from maa_train.preprocess import ProcessorSettings
+from maa_train.shards import resolve_shards, split_holdout
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainSummary:
+    steps: int
+    images: int
+    seconds: float
+    images_per_s: float
+    final_losses: dict = field(default_factory=dict)
+    best_val_l2: float | None = None
+    best_step: int | None = None
+    skipped_samples: int = 0
+    out_dir: str = ""
+    peak_memory_gb: float | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def cosine_with_warmup(total: int, warmup_frac: float):
+    warm = int(round(total * warmup_frac))
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _data(cfg: TrainConfig):
+    datasets = [resolve_shards(spec) for spec in cfg.data.train]
+    if cfg.data.val:
+        val = [s for spec in cfg.data.val for s in resolve_shards(spec)]
+    else:  # hold out whole shards of the first dataset
+        train0, val = split_holdout(datasets[0], cfg.data.val_fraction)
+        datasets[0] = train0
+    return datasets, val
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.dist = distributed.init(cfg.train.device)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(cfg.train.seed)
+        self.out = Path(cfg.train.out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+
+        model, self.info = load_vision_model(cfg.model.path)
+        self.student = make_student(
+            cfg.train.student, model, AdapterConfig(**cfg.adapter.model_dump()),
+            feature_layer=cfg.model.feature_layer, use_projector=cfg.model.use_projector, info=self.info,
+        ).to(self.dist.device)
+        self.adversarial = bool(getattr(self.student, "adversarial", True)) and cfg.loss.adv_weight > 0
+        self.disc = None
+        if self.adversarial:
+            d = cfg.discriminator
+            self.disc = TokenDiscriminator(self.student.feature_dim, d.width, d.blocks, d.spectral_norm).to(self.dist.device)
+        self.forward = torch.compile(self.student.features) if cfg.train.compile else self.student.features
+        self.settings = ProcessorSettings.from_model_dir(cfg.model.path)
+
+        self.datasets, self.val_shards = _data(cfg)
+        w = self.dist.world
+        self.steps_per_epoch = cfg.data.steps_per_epoch or steps_per_epoch(self.datasets, cfg.data.batch_size, w)
+        accum = cfg.optim.grad_accum
+        self.total_steps = cfg.train.max_steps or max(1, int(cfg.train.epochs * self.steps_per_epoch) // accum)
+
+        o = cfg.optim
+        self.opt_g = torch.optim.AdamW(self.student.trainable_parameters(), lr=o.adapter_lr, weight_decay=o.weight_decay)
+        factor = cosine_with_warmup(self.total_steps, o.warmup_frac)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, factor)
+        if self.disc is not None:
+            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=o.disc_lr, weight_decay=o.weight_decay)
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, factor)
+        self.step = 0
+        self.loader_state = LoaderState(seed=cfg.train.seed, world=w, workers=max(1, cfg.data.workers))
+        self.best = (math.inf, None)
+        self.skipped = 0
+        self.metrics = MetricsLog(self.out, enabled=self.dist.main)
+
+    # -- checkpoints ---------------------------------------------------------------
+    def _state(self) -> dict:
+        state = {"step": self.step, "loader": self.loader_state.to_dict(), "rng": train_state.rng_states(),
+                 "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
+                 "best": list(self.best), "skipped": self.skipped, "model": self.student.config}
+        if self.disc is not None:
+            state |= {"opt_d": self.opt_d.state_dict(), "sched_d": self.sched_d.state_dict()}
+        return state
+
+    def save_checkpoint(self) -> None:
+        if self.dist.main:
+            train_state.save(self.ckpt_dir, self.step, trainable=self.student.trainable_state_dict(),
+                             disc=self.disc.state_dict() if self.disc is not None else None,
+                             state=self._state(), config=self.cfg.model_dump(), keep_last=self.cfg.train.keep_last)
+        if self.dist.world > 1:
+            torch.distributed.barrier()
+
+    def resume(self) -> bool:
+        path = train_state.latest(self.ckpt_dir)
+        if path is None:
+            return False
+        trainable, disc, state = train_state.load(path)
+        saved, current = state["model"], self.student.config
+        for key in ("kind", "hidden_size", "num_layers", "model_type"):
+            if key in saved and saved.get(key) != current.get(key):
+                raise ValueError(f"checkpoint {path} was made for {key}={saved.get(key)!r}, "
+                                 f"this run has {key}={current.get(key)!r}")
+        self.student.load_trainable_state_dict(trainable)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        if self.disc is not None:
+            if disc is None:
+                raise ValueError(f"checkpoint {path} has no discriminator but this run is adversarial")
+            self.disc.load_state_dict(disc)
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.sched_d.load_state_dict(state["sched_d"])
+        ls = LoaderState(**state["loader"])
+        if (ls.world, ls.workers) != (self.loader_state.world, self.loader_state.workers):
+            raise ValueError(f"checkpoint {path} was made with world={ls.world}, workers={ls.workers}; "
+                             f"resume with the same (now world={self.loader_state.world}, "
+                             f"workers={self.loader_state.workers})")
+        self.loader_state = ls
+        self.step, self.best, self.skipped = state["step"], tuple(state["best"]), state["skipped"]
+        train_state.restore_rng(state["rng"])
+        log.info("resumed from %s at step %d", path, self.step)
+        return True
+
+    # -- one optimisation step -------------------------------------------------------
+    def _autocast(self):
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _micro_step(self, batch: dict, scale: float) -> dict[str, torch.Tensor]:
+        dev = self.dist.device
+        clean = batch["clean"].to(dev, non_blocking=True)
+        degraded = batch["degraded"].to(dev, non_blocking=True)
+        with self._autocast():
+            with torch.no_grad(), self.student.adapters_disabled():
+                teacher = self.forward(clean)
+            student = self.forward(degraded)
+        teacher, student = teacher.float(), student.float()
+        losses = {"distill": distill_loss(student, teacher, self.cfg.loss.cosine_weight)}
+        total = losses["distill"]
+        if self.disc is not None:
+            lam = adv_weight(self.step, self.cfg.loss.adv_weight, self.cfg.loss.adv_warmup_steps)
+            self.disc.requires_grad_(False)
+            with self._autocast():
+                fake_for_g = self.disc(student)
+            self.disc.requires_grad_(True)
+            losses["adv"] = generator_loss(fake_for_g.float(), self.cfg.discriminator.loss)
+            total = total + lam * losses["adv"]
+            with self._autocast():
+                real_logits = self.disc(teacher)
+                fake_logits = self.disc(student.detach())
+            losses["disc"] = discriminator_loss(real_logits.float(), fake_logits.float(), self.cfg.discriminator.loss)
+            d_total = losses["disc"]
+            d = self.cfg.discriminator
+            if d.r1_weight > 0 and self.step % d.r1_interval == 0:
+                losses["r1"] = r1_penalty(self.disc, teacher)
+                d_total = d_total + d.r1_weight * d.r1_interval * losses["r1"]
+        if not distributed.all_finite(list(losses.values()), self.dist.world):
+            self._diverged(batch, losses)
+        (total * scale).backward()
+        if self.disc is not None:
+            (d_total * scale).backward()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _diverged(self, batch: dict, losses: dict) -> None:
+        info = {"step": self.step, "losses": {k: float(v.detach()) for k, v in losses.items()},
+                "keys": list(batch.get("keys", [])), "lr": self.sched_g.get_last_lr(),
+                "last_good_checkpoint": str(train_state.latest(self.ckpt_dir))}
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "diverged.json").write_text(json.dumps(info, indent=2))
+        raise TrainingDiverged(f"non-finite loss at step {self.step}: {info['losses']}; batch keys "
+                               f"{info['keys'][:4]}...; last good checkpoint: {info['last_good_checkpoint']}")
+
+    def _optimizer_step(self) -> dict[str, float]:
+        params = self.student.trainable_parameters()
+        distributed.average_gradients(params, self.dist.world)
+        norms = {}
+        if self.cfg.optim.grad_clip > 0:
+            norms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip))
+        self.opt_g.step()
+        self.sched_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        if self.disc is not None:
+            dparams = list(self.disc.parameters())
+            distributed.average_gradients(dparams, self.dist.world)
+            if self.cfg.optim.grad_clip > 0:
+                norms["disc_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(dparams, self.cfg.optim.grad_clip))
+            self.opt_d.step()
+            self.sched_d.step()
+            self.opt_d.zero_grad(set_to_none=True)
+        return norms
+
+    # -- validation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean squared error of corrected vs clean-teacher features on held-out pairs."""
+        self.student.eval()
+        ds = ValStream(self.val_shards, self.settings, batch_size=self.cfg.data.batch_size,
+                       rank=self.dist.rank, world=self.dist.world, max_samples=self.cfg.data.val_max_samples)
+        total, count = 0.0, 0
+        for batch in make_loader(ds, min(self.cfg.data.workers, len(self.val_shards)), False):
+            with self._autocast():
+                teacher = self.student.features(batch["clean"].to(self.dist.device), adapters=False)
+                student = self.student.features(batch["degraded"].to(self.dist.device))
+            err = (student.float() - teacher.float()).pow(2).mean(dim=(1, 2))
+            total += float(err.sum())
+            count += err.numel()
+        self.student.train()
+        total, count = distributed.reduce_sum([total, float(count)], self.dist.device, self.dist.world)
+        if count == 0:
+            raise ValueError("validation read no sample: the held-out shards are empty or unreadable")
+        return total / count
+
+    def _maybe_best(self, val_l2: float) -> None:
+        if val_l2 < self.best[0]:
+            self.best = (val_l2, self.step)
+            if self.dist.main:
+                save_adapters(self.out / "best", self.student, extra={"step": self.step, "val_l2": val_l2})
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self) -> TrainSummary:
+        cfg = self.cfg
+        if cfg.train.resume:
+            train_state.clean_partial(self.ckpt_dir)
+            self.resume()
+        self.student.train()
+        accum = cfg.optim.grad_accum
+        progress = _progress(self.total_steps, self.step, cfg.train.progress and self.dist.main)
+        t0, images, last = time.perf_counter(), 0, {}
+        if self.dist.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        while self.step < self.total_steps:
+            ds = PairStream(self.datasets, cfg.data.weights, self.settings, batch_size=cfg.data.batch_size,
+                            steps=self.steps_per_epoch, state=LoaderState(**self.loader_state.to_dict()),
+                            rank=self.dist.rank, shuffle_buffer=cfg.data.shuffle_buffer, on_error=cfg.data.on_error)
+            loader = make_loader(ds, cfg.data.workers, pin_memory=self.dist.device.type == "cuda")
+            micro = 0
+            for batch in loader:
+                losses = self._micro_step(batch, 1.0 / accum)
+                self.skipped = max(self.skipped, int(batch["skipped"]))
+                self.loader_state.batch += 1
+                images += batch["clean"].shape[0] * self.dist.world
+                micro += 1
+                if micro % accum:
+                    continue
+                norms = self._optimizer_step()
+                self.step += 1
+                progress.update(1)
+                if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
+                    last = {k: float(v) for k, v in losses.items()} | norms
+                    rate = images / (time.perf_counter() - t0)
+                    self.metrics.write(self.step, last | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
+                                                         "skipped": self.skipped, "epoch": self.loader_state.epoch})
+                    progress.set_postfix(img_s=f"{rate:.1f}", **{k: f"{v:.4g}" for k, v in last.items() if k in ("distill", "adv", "disc")})
+                if self.step % cfg.train.val_every == 0 or self.step == self.total_steps:
+                    val_l2 = self.validate()
+                    self.metrics.write(self.step, {"val_l2": val_l2})
+                    self._maybe_best(val_l2)
+                if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
+                    self.save_checkpoint()
+                if self.step >= self.total_steps:
+                    break
+            if self.loader_state.batch >= self.steps_per_epoch:
+                self.loader_state.epoch += 1
+                self.loader_state.batch = 0
+        progress.close()
+        seconds = time.perf_counter() - t0
+        if self.dist.main:
+            save_adapters(self.out / "final", self.student, extra={"step": self.step})
+        summary = TrainSummary(
+            steps=self.step, images=images, seconds=seconds, images_per_s=images / max(seconds, 1e-9),
+            final_losses=last, best_val_l2=None if math.isinf(self.best[0]) else self.best[0],
+            best_step=self.best[1], skipped_samples=self.skipped, out_dir=str(self.out),
+            peak_memory_gb=torch.cuda.max_memory_allocated() / 2**30 if self.dist.device.type == "cuda" else None)
+        if self.dist.main:
+            (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+        self.metrics.close()
+        return summary
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+
+
+def train(cfg: TrainConfig) -> TrainSummary:
+    trainer = Trainer(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        distributed.shutdown()
+
+
+__all__ = ["Trainer", "TrainSummary", "TrainingDiverged", "train", "load_adapters"]

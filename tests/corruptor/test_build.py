@@ -1,0 +1,272 @@
+"""End-to-end dataset builds on tiny generated images: both distributors, resume, faults."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+
+from corruptor import worker
+from corruptor.build import BuildConfig, BuildError, build, rebuild
+from corruptor.distributor import run_shards
+from corruptor.sources import Locator, SourceSpec
+from corruptor.validate import validate
+from corruptor.writer import PARTIAL_TAG
+
+from .build_fixtures import GLOBAL_RECIPE, LOCAL_RECIPE, MASKS, OTHER_RECIPE, dataset_bytes, make_photos
+
+TARGET, SHARD = 20, 6
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    make_photos(root / "a", 7, seed=1)
+    make_photos(root / "b", 4, seed=2)
+    return root
+
+
+def config(photos, out, **kw):
+    args = dict(recipe=GLOBAL_RECIPE, sources=[SourceSpec("alpha", str(photos / "a")),
+                                               SourceSpec("beta", str(photos / "b"), weight=0.5)],
+                out=out, target=TARGET, shard_size=SHARD, seed=7)
+    args.update(kw)
+    return BuildConfig(**args)
+
+
+@pytest.fixture(scope="module")
+def reference(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ds"
+    report = build(config(photos, out))
+    return out, report
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_reference_build_layout_and_stock_readers(reference):
+    out, report = reference
+    assert (report.rows, report.ok, report.failed, report.shards) == (TARGET, TARGET, 0, 4)
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["counts"]["pairs"] == TARGET and len(ds["shards"]) == 4
+    assert ds["recipe"]["name"] == "test-global" and len(ds["recipe_hash"]) == 16
+    assert ds["quotas"] == {"alpha": 13, "beta": 7}
+    samples = list(wds.WebDataset(sorted(str(p) for p in (out / "shards").glob("*.tar")), shardshuffle=False)
+                   .decode("rgb8"))
+    assert len(samples) == TARGET and len({s["__key__"] for s in samples}) == TARGET
+    assert validate(out).ok
+    s = samples[0]
+    assert s["clean.png"].shape == s["degraded.png"].shape == (24, 24, 3)
+    assert not np.array_equal(s["clean.png"], s["degraded.png"])
+    prov = s["json"]
+    assert prov["key"] == s["__key__"] and prov["recipe_hash"] == ds["recipe_hash"] and prov["seed"] == 7
+    assert len(prov["source_sha256"]) == 64 and prov["ops"][0]["op"] in ("gaussian_noise", "jpeg")
+    assert "params" in prov["ops"][0]
+    table = pq.read_table(out / "shards" / "000000.parquet")
+    assert table.num_rows == SHARD and set(table.column("status").to_pylist()) == {"ok"}
+    assert validate(out).ok
+
+
+def test_ray_gives_identical_bytes_and_ray_data_reads_it(photos, reference, tmp_path, ray_cluster):
+    out = tmp_path / "ds"
+    report = build(config(photos, out, distributor="ray", workers=2))
+    assert report.ok == TARGET
+    assert dataset_bytes(out) == dataset_bytes(reference[0])
+    import ray.data
+
+    rows = ray.data.read_webdataset(sorted(str(p) for p in (out / "shards").glob("*.tar"))).take_all()
+    assert sorted(r["__key__"] for r in rows) == sorted(
+        k for p in sorted((out / "shards").glob("*.parquet")) for k in pq.read_table(p).column("key").to_pylist())
+
+
+def test_resume_after_lost_marker_and_partial_file(photos, reference, tmp_path):
+    out = tmp_path / "ds"
+    shutil.copytree(reference[0], out)
+    (out / "shards" / "000002.stats.json").unlink()
+    (out / "shards" / "000002.tar").write_bytes(b"half a tar")
+    (out / "shards" / f".000002.tar{PARTIAL_TAG}99-deadbeef").write_bytes(b"temp")
+    report = build(config(photos, out))
+    assert (report.shards_run, report.shards_resumed, report.removed_partials) == (1, 3, 1)
+    assert dataset_bytes(out) == dataset_bytes(reference[0])
+
+
+def test_killed_build_resumes_to_identical_bytes(photos, tmp_path):
+    cmd = [sys.executable, "-m", "corruptor.cli", "build", "--recipe", str(tmp_path / "r.json"),
+           "--source", f"alpha={photos / 'a'}", "--target", "24", "--shard-size", "1", "--seed", "3"]
+    (tmp_path / "r.json").write_text(json.dumps(GLOBAL_RECIPE))
+    # A recipe path with a .json suffix is YAML-loadable (JSON is YAML).
+    # Two pool workers: the killed build also shows pool-written shards match in-process ones.
+    proc = subprocess.Popen(cmd + ["--workers", "2", "--out", str(tmp_path / "killed")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    shards = tmp_path / "killed" / "shards"
+    while time.time() < deadline and proc.poll() is None:
+        if shards.is_dir() and len(list(shards.glob("*.stats.json"))) >= 3:
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole build: parent and pool workers
+    proc.wait()
+    done_before = len(list(shards.glob("*.stats.json")))
+    assert 0 < done_before < 24, "the build should have been killed mid-run"
+    assert not (tmp_path / "killed" / "dataset.json").exists()
+    again = build(config(photos, tmp_path / "killed", recipe=tmp_path / "r.json", target=24, shard_size=1, seed=3,
+                         sources=[SourceSpec("alpha", str(photos / "a"))]))
+    assert again.shards_resumed >= done_before
+    whole = build(config(photos, tmp_path / "whole", recipe=tmp_path / "r.json", target=24, shard_size=1, seed=3,
+                         sources=[SourceSpec("alpha", str(photos / "a"))]))
+    assert whole.shards_run == 24
+    assert dataset_bytes(tmp_path / "killed") == dataset_bytes(tmp_path / "whole")
+    assert not any(PARTIAL_TAG in p.name for p in shards.iterdir())
+
+
+def test_bad_files_get_status_rows_and_the_run_goes_on(tmp_path):
+    from .badfiles import make_bad_corpus
+
+    expected = make_bad_corpus(tmp_path / "bad")
+    expected["one_pixel.png"] = "too_small"  # decodes, but below the build's min_side (2 here)
+    make_photos(tmp_path / "bad" / "good", 2, sub=False)
+    n = len(expected) + 2
+    report = build(BuildConfig(recipe=GLOBAL_RECIPE, sources=[SourceSpec("bad", str(tmp_path / "bad"))],
+                               out=tmp_path / "ds", target=n, shard_size=4, min_side=2))
+    assert report.rows == n and not report.failed_shards
+    rows = {r["ref"]: r for p in sorted((tmp_path / "ds" / "shards").glob("*.parquet"))
+            for r in pq.read_table(p).to_pylist()}
+    for name, reason in expected.items():
+        r = rows[name]
+        if reason is None:
+            assert r["status"] == "ok", (name, r["error"])
+        else:
+            assert r["status"] == "failed" and r["error"].startswith(reason), (name, r["error"])
+            assert r["error_kind"] == "permanent"
+    assert report.ok == sum(1 for v in expected.values() if v is None) + 2
+    assert validate(tmp_path / "ds").ok
+
+
+def test_transient_failures_are_retried_on_request(photos, reference, tmp_path, monkeypatch):
+    out = tmp_path / "ds"
+    real_read = Locator.read
+
+    def flaky(self):
+        if self.args and str(self.args[0]).endswith("img003.png"):
+            raise OSError(5, "Input/output error")
+        return real_read(self)
+
+    monkeypatch.setattr(Locator, "read", flaky)
+    first = build(config(photos, out))
+    assert first.failed > 0
+    rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert {r["error_kind"] for r in rows if r["status"] == "failed"} == {"transient"}
+    monkeypatch.setattr(Locator, "read", real_read)
+    assert build(config(photos, out)).shards_run == 0          # plain resume keeps done shards
+    again = build(config(photos, out, retry_failed=True))
+    assert again.failed == 0 and 0 < again.shards_run < again.shards
+    assert dataset_bytes(out) == dataset_bytes(reference[0])
+
+
+def test_rebuild_reuses_plan_and_masks_without_segmenting(photos, tmp_path, monkeypatch):
+    from corruptor import mask_skimage
+
+    calls = []
+    real = mask_skimage.SkimageMaskSource.generate
+
+    def counting(self, images, keys=None):
+        calls.append(len(images))
+        return real(self, images, keys)
+
+    monkeypatch.setattr(mask_skimage.SkimageMaskSource, "generate", counting)
+    worker._mask_cache.cache_clear()
+    old = tmp_path / "old"
+    first = build(config(photos, old, recipe=LOCAL_RECIPE, mask_source=MASKS, target=12))
+    assert sum(calls) == 11  # one segmentation per distinct source image, however many variants
+    assert first.ok > 0
+    regions = [r["n_regions"] for p in sorted((old / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert max(regions) > 0
+    calls.clear()
+    worker._mask_cache.cache_clear()
+    new = tmp_path / "new"
+    report = rebuild(old, OTHER_RECIPE, new)
+    assert calls == [] and report.rows == 12
+    keys = lambda d: sorted(k for p in (d / "shards").glob("*.parquet") for k in pq.read_table(p).column("key").to_pylist())
+    assert keys(old) == keys(new)
+    ds = json.loads((new / "dataset.json").read_text())
+    assert ds["recipe"]["name"] == "test-other" and ds["mask_source"]["felzenszwalb"]["scale"] == 20.0
+    assert validate(new).ok
+    with pytest.raises(BuildError, match="new --out"):
+        rebuild(old, OTHER_RECIPE, old)
+
+
+def test_bad_input_fails_before_any_work(photos, reference, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(BuildError, match="does not exist"):
+        build(config(photos, out, sources=[SourceSpec("x", str(tmp_path / "missing"))]))
+    assert not out.exists()
+    with pytest.raises(BuildError, match="output.crop"):
+        build(config(photos, out, crops=2, recipe={**GLOBAL_RECIPE, "output": {"size": 24, "crop": "center"}}))
+    with pytest.raises(BuildError, match="unknown op"):
+        build(config(photos, out, recipe={"name": "x", "global": {"op": "no_such_op"}}))
+    with pytest.raises(BuildError, match="distributor"):
+        build(config(photos, out, distributor="spark"))
+    assert not out.exists()
+    copy = tmp_path / "copy"
+    shutil.copytree(reference[0], copy)
+    with pytest.raises(BuildError, match="different settings.*seed"):
+        build(config(photos, copy, seed=8))
+    assert build(config(photos, copy, seed=8, mode="overwrite")).shards_run == 4
+
+
+def _flaky_worker(task):
+    if task["fail"] > 0:
+        task["fail"] -= 1  # in-process only: the task dict is shared between attempts
+        raise RuntimeError("flaky")
+    return task["value"] * 2
+
+
+def test_distributor_retries_then_reports_failures():
+    tasks = [{"fail": 1, "value": 1}, {"fail": 5, "value": 2}, {"fail": 0, "value": 3}]
+    out = run_shards(tasks, _flaky_worker, distributor="local", workers=1, retries=2)
+    assert [o.result for o in out] == [2, None, 6]
+    assert [o.attempts for o in out] == [2, 3, 1]
+    assert "flaky" in out[1].error
+
+
+def test_paired_layout_is_ingested_as_given_pairs(tmp_path):
+    from PIL import Image
+
+    make_photos(tmp_path / "maa" / "ref", 2, sub=False)
+    (tmp_path / "maa" / "dis").mkdir()
+    for i, suffix in ((0, ""), (0, "_v2"), (1, "")):
+        img = np.full((40 + 3 * i, 50, 3), 60 * i + (30 if suffix else 0), np.uint8)
+        Image.fromarray(img).save(tmp_path / "maa" / "dis" / f"img{i:03d}{suffix}.png")
+    report = build(BuildConfig(recipe=GLOBAL_RECIPE, sources=[SourceSpec("maa", str(tmp_path / "maa"))],
+                               out=tmp_path / "ds", target=3, shard_size=3))
+    assert report.ok == 3
+    samples = list(wds.WebDataset(str(tmp_path / "ds" / "shards" / "000000.tar"), shardshuffle=False).decode("rgb8"))
+    by_dis = {s["json"]["dis_path"]: s for s in samples}
+    assert sorted(by_dis) == ["dis/img000.png", "dis/img000_v2.png", "dis/img001.png"]
+    s = by_dis["dis/img000_v2.png"]
+    assert s["json"]["paired"] is True and s["json"]["version"] == 2 and s["json"]["ops"] == []
+    assert s["degraded.png"].shape == s["clean.png"].shape == (24, 24, 3)
+    assert np.all(s["degraded.png"] == 30)   # the given degraded image, resized like the reference
+
+
+def test_cli_reports_usage_errors(tmp_path, capsys):
+    from corruptor.cli import main
+
+    assert main(["build", "--out", str(tmp_path / "x"), "--recipe", "maa-global"]) == 2
+    assert "--source" in capsys.readouterr().err
+    assert main(["build", "--out", str(tmp_path / "x"), "--recipe", "maa-global", "--target", "3",
+                 "--source", f"a={tmp_path / 'nope'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

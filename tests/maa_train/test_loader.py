@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from maa_train.loader import LoaderState, PairStream, SampleError, ValStream, make_loader, steps_per_epoch
+from maa_train.preprocess import ProcessorSettings, pair_to_tensor
+from maa_train.shards import resolve_shards, split_holdout
+from tests.maa_train.shardkit import write_dataset, write_shard
+
+SETTINGS = ProcessorSettings(size=16)
+
+
+def _keys(shards, *, batch, steps, workers, start=0, rank=0, world=1, **kw):
+    state = LoaderState(epoch=0, batch=start, seed=3, world=world, workers=max(1, workers))
+    ds = PairStream([shards], None, SETTINGS, batch_size=batch, steps=steps, state=state, rank=rank,
+                    shuffle_buffer=5, **kw)
+    return [b["keys"] for b in make_loader(ds, workers, pin_memory=False)]
+
+
+def test_resolve_counts_and_holdout(tmp_path):
+    shards = resolve_shards(str(write_dataset(tmp_path, [5, 7, 3, 4])))
+    assert [s.count for s in shards] == [5, 7, 3, 4]
+    train, val = split_holdout(shards, 0.25)
+    assert len(val) == 1 and len(train) == 3 and not {s.url for s in val} & {s.url for s in train}
+    with pytest.raises(ValueError, match="cannot hold shards out"):
+        split_holdout(shards[:1], 0.05)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_continues_exactly(tmp_path, workers):
+    shards = resolve_shards(str(write_dataset(tmp_path, [6, 9, 4])))
+    full = _keys(shards, batch=3, steps=6, workers=workers)
+    assert len(full) == 6 and all(len(k) == 3 for k in full)
+    for start in (1, 4):
+        assert _keys(shards, batch=3, steps=6, workers=workers, start=start) == full[start:]
+
+
+def test_ranks_get_equal_batches_from_uneven_shards(tmp_path):
+    shards = resolve_shards(str(write_dataset(tmp_path, [11, 2, 5])))
+    steps = steps_per_epoch([shards], batch_size=4, world=2)
+    per_rank = [_keys(shards, batch=4, steps=steps, workers=0, rank=r, world=2) for r in range(2)]
+    assert [len(k) for k in per_rank] == [steps, steps]
+    seen = [k for keys in per_rank for b in keys for k in b]
+    assert len(seen) == steps * 2 * 4
+
+
+def test_corrupt_sample_skipped_or_raised(tmp_path):
+    write_shard(tmp_path / "a.tar", [f"k{i}" for i in range(6)], corrupt={"k2"})
+    shards = resolve_shards(str(tmp_path / "a.tar"))
+    keys = [k for b in _keys(shards, batch=5, steps=2, workers=0) for k in b]
+    assert "k2" not in keys and len(keys) == 10
+    with pytest.raises(SampleError, match="k2"):
+        _keys(shards, batch=5, steps=2, workers=0, on_error="raise")
+
+
+def test_truncated_shard_is_survived(tmp_path):
+    write_shard(tmp_path / "a.tar", [f"a{i}" for i in range(5)])
+    write_shard(tmp_path / "b.tar", [f"b{i}" for i in range(5)])
+    data = (tmp_path / "b.tar").read_bytes()
+    (tmp_path / "b.tar").write_bytes(data[: len(data) // 2])
+    shards = resolve_shards(str(tmp_path / "*.tar"))
+    keys = [k for b in _keys(shards, batch=4, steps=3, workers=0) for k in b]
+    assert len(keys) == 12 and any(k.startswith("a") for k in keys)
+
+
+def test_pair_consistent_crop():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    out = pair_to_tensor(img, img.copy(), ProcessorSettings(size=16), np.random.default_rng(5))
+    assert out.shape == (2, 3, 16, 16)
+    assert torch.equal(out[0], out[1])
+
+
+def test_val_stream_reads_each_sample_once(tmp_path):
+    shards = resolve_shards(str(write_dataset(tmp_path, [4, 3])))
+    keys = [k for b in make_loader(ValStream(shards, SETTINGS, batch_size=3), 0, False) for k in b["keys"]]
+    assert sorted(keys) == sorted({*keys}) and len(keys) == 7
