@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from corruptor.build import BuildConfig, build
 from corruptor.recipe import builtin_recipe
@@ -169,7 +168,8 @@ def write_markdown(result: dict) -> None:
         "|---|---|---|",
         *[f"| {r['workers']} | {r['pairs_per_s']:.2f} | {r['efficiency']:.2f} |" for r in result["ray_scaling"]],
         "",
-        f"Time for 75K pairs (hours): {result['hours_for_75k_pairs']}.",
+        "Time for 75K pairs: " + "; ".join(f"{k.replace('_', ' ')}: {v} h"
+                                            for k, v in result["hours_for_75k_pairs"].items()) + ".",
         "",
         "This machine has 2 cores shared with other jobs, so scaling was measured up to 2 workers only;",
         "the 16-worker efficiency target needs a 16-core machine (`--max-workers 16`).",

@@ -112,7 +112,6 @@ def bench_sam2(args, device: str, images: list[np.ndarray], iou: float, stab: fl
     res["first_image_mean_best_iou"] = _agreement([a["segmentation"] for a in stock_out[0]], list(ours_out[0]))
     if device.startswith("cuda"):
         res["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    del model, ours, stock
     return res
 
 

@@ -40,16 +40,20 @@ ZOOM_BLUR = (
     {"max_zoom": 1.20, "step": 0.02}, {"max_zoom": 1.24, "step": 0.02},
     {"max_zoom": 1.30, "step": 0.03},
 )
-# Gaussian sigma applied before and after the shuffle, the reference scan's largest swap
-# step, and how many times it scans the image.
-GLASS_BLUR = (
-    {"sigma": 0.7, "max_delta": 1, "iterations": 2}, {"sigma": 0.9, "max_delta": 2, "iterations": 1},
-    {"sigma": 1.0, "max_delta": 2, "iterations": 3}, {"sigma": 1.1, "max_delta": 3, "iterations": 2},
-    {"sigma": 1.5, "max_delta": 4, "iterations": 2},
+# Gaussian sigma applied before and after the shuffle, the largest step of the shuffle
+# scan (steps are drawn in [-max_delta, max_delta - 1]) and how many scans are made.
+GLASS_BLUR = tuple(
+    {"sigma": sigma, "max_delta": max_delta, "iterations": iterations}
+    for sigma, max_delta, iterations in ((0.7, 1, 2), (0.9, 2, 1), (1.0, 2, 3), (1.1, 3, 2), (1.5, 4, 2))
 )
 
 # Kernel support of the Gaussian, in sigmas (SciPy's and scikit-image's default).
 GAUSSIAN_TRUNCATE = 4.0
+
+
+def _to_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Non-negative float image times ``scale``, rounded and saturated to uint8 in one pass."""
+    return cv2.convertScaleAbs(values, alpha=scale)
 
 
 def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -134,11 +138,6 @@ def _disk_by_runs(image: np.ndarray, radius: float, alias_blur: float) -> np.nda
     return _to_uint8(blurred[edge:edge + height, edge:edge + width], scale)
 
 
-def _to_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Non-negative float image times ``scale``, rounded and saturated to uint8 in one pass."""
-    return cv2.convertScaleAbs(values, alpha=scale)
-
-
 @register("defocus_blur", family="blur", severities=DEFOCUS_BLUR,
           sampler=table_sampler(DEFOCUS_BLUR), suites=SUITES)
 def defocus_blur(image: np.ndarray, params: Params) -> np.ndarray:
@@ -154,9 +153,10 @@ def defocus_blur(image: np.ndarray, params: Params) -> np.ndarray:
 def motion_kernel(radius: int, sigma: float, angle: float) -> tuple[np.ndarray, tuple[int, int]]:
     """Streak kernel and its anchor (x, y) for ``cv2.filter2D``.
 
-    Tap i (0..2 * radius) has weight exp(-i^2 / 2 sigma^2) and samples the image i pixels
-    back along ``angle`` (degrees, counter-clockwise from the x axis, rows pointing down),
-    rounded to the pixel grid the way the reference rounds its shifts.
+    Tap i (0..2 * radius) has weight exp(-i^2 / 2 sigma^2) and reads the pixel i steps away
+    in direction (cos angle, sin angle), x to the right and y down (angle in degrees, so a
+    positive angle points down-right), rounded to the grid as the reference rounds its
+    shifts. Edge pixels repeat, as in the reference.
     """
     taps = np.arange(2 * radius + 1, dtype=np.float64)
     weights = np.exp(-(taps**2) / (2.0 * sigma**2))
@@ -222,9 +222,7 @@ def zoom_blur(image: np.ndarray, params: Params) -> np.ndarray:
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
         cv2.accumulate(layer, total)
-    total *= np.float32(1.0 / (len(factors) + 1))
-    np.rint(total, out=total)
-    return total.astype(np.uint8)  # a mean of uint8 values stays in 0..255
+    return _to_uint8(total, 1.0 / (len(factors) + 1))
 
 
 def scan_sources(height: int, width: int, max_delta: int, jumps: np.ndarray) -> np.ndarray:
@@ -285,7 +283,7 @@ def shuffle_pixels(image: np.ndarray, max_delta: int, iterations: int,
 @register("glass_blur", family="blur", severities=GLASS_BLUR,
           sampler=table_sampler(GLASS_BLUR, seeded=True), suites=SUITES)
 def glass_blur(image: np.ndarray, params: Params) -> np.ndarray:
-    """Frosted glass: blur, displace every pixel by a short random jump, blur again."""
+    """Frosted glass: blur, shuffle pixels locally as the reference's scan does, blur again."""
     sigma = number(params, "sigma", "glass_blur", low=0.0, high=100.0)
     max_delta = integer(params, "max_delta", "glass_blur", low=1, high=10)
     iterations = integer(params, "iterations", "glass_blur", low=1, high=5)

@@ -5,9 +5,12 @@ image by the same amount; the implementations are our own (OpenCV and vectorised
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
+from corruptor.op_params import generator, integer, number
 from corruptor.registry import Params, register, table_sampler
 
 SUITES = ("imagenet-c",)
@@ -50,7 +53,7 @@ def _channels(image: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarr
           sampler=table_sampler(BRIGHTNESS), suites=SUITES)
 def brightness(image: np.ndarray, params: Params) -> np.ndarray:
     """Raise HSV value by a constant, keeping hue and saturation."""
-    shift = float(params["shift"])
+    shift = number(params, "shift", "brightness", low=-1.0, high=1.0)
     _, value, _ = _channels(image)
     # At fixed hue and saturation every RGB channel is proportional to V, so the op is a
     # per-pixel gain that depends on V alone: a 256-entry table.
@@ -70,7 +73,7 @@ def brightness(image: np.ndarray, params: Params) -> np.ndarray:
           sampler=table_sampler(CONTRAST), suites=SUITES)
 def contrast(image: np.ndarray, params: Params) -> np.ndarray:
     """Pull every channel towards its mean."""
-    factor = float(params["factor"])
+    factor = number(params, "factor", "contrast", low=0.0, high=10.0)
     means = np.asarray(cv2.mean(np.ascontiguousarray(image))[:3], dtype=np.float64)
     # The map is per channel and depends only on the byte value: a 256-entry table each.
     values = np.arange(256, dtype=np.float64)[:, None]
@@ -92,7 +95,8 @@ def _saturation_ratio(scale: float, offset: float) -> tuple[np.ndarray, float]:
           sampler=table_sampler(SATURATE), suites=SUITES)
 def saturate(image: np.ndarray, params: Params) -> np.ndarray:
     """Scale and offset HSV saturation, keeping hue and value."""
-    ratio_table, grey_saturation = _saturation_ratio(float(params["scale"]), float(params["offset"]))
+    ratio_table, grey_saturation = _saturation_ratio(number(params, "scale", "saturate", low=0.0, high=100.0),
+                                                     number(params, "offset", "saturate", low=-1.0, high=1.0))
     channels, value, low = _channels(image)
     ratio = np.take(ratio_table, (value.astype(np.uint16) << 8) | low)
     v = value.astype(np.float32)
@@ -111,25 +115,66 @@ def _gaussian_ksize(sigma: float, truncate: float) -> int:
     return 2 * int(truncate * sigma + 0.5) + 1
 
 
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    return cv2.getGaussianKernel(_gaussian_ksize(sigma, 3.0), sigma, cv2.CV_64F).ravel()
+
+
+def _variance_kept(sigma: float, size: int, coarse: int) -> float:
+    """Variance of white noise after a 1-D Gaussian blur on the coarse grid and linear
+    interpolation up to `size` samples (per unit input variance)."""
+    k = _gaussian_kernel(sigma)
+    power = float(k @ k)
+    if coarse == size:
+        return power
+    lag1 = float(k[1:] @ k[:-1]) / power  # correlation of neighbouring coarse cells
+    t = ((np.arange(size) + 0.5) * (coarse / size) - 0.5) % 1.0
+    # An interpolated sample mixes two cells with weights 1-t, t.
+    return power * float(np.mean(1.0 - 2.0 * t * (1.0 - t) * (1.0 - lag1)))
+
+
+def _smooth_uniform_noise(rng: np.random.Generator, h: int, w: int, sigma_y: float,
+                          sigma_x: float) -> np.ndarray:
+    """Uniform [0, 1) noise blurred by a Gaussian (truncated at 3 sigma, mirrored borders).
+
+    A field this smooth is drawn on a grid `step` times coarser, blurred there and brought
+    up bilinearly: step**2 fewer draws and less blur work. The noise amplitude is set so
+    the field keeps the variance it would have at full resolution (computed from the
+    discrete kernels), and the coarse blur keeps sigma >= 2 cells so the interpolation
+    hardly changes the field's shape.
+    """
+    sigma_y, sigma_x = max(sigma_y, 1e-6), max(sigma_x, 1e-6)
+    step = max(1, int(min(sigma_y, sigma_x) // 2))
+    sh, sw = -(-h // step), -(-w // step)
+    cy, cx = sigma_y * sh / h, sigma_x * sw / w
+    noise = rng.random((sh, sw), dtype=np.float32)
+    if step > 1:
+        full = _variance_kept(sigma_y, h, h) * _variance_kept(sigma_x, w, w)
+        coarse = _variance_kept(cy, h, sh) * _variance_kept(cx, w, sw)
+        gain = np.float32(np.sqrt(full / coarse))
+        noise = noise * gain + np.float32(0.5) * (1 - gain)
+    field = cv2.GaussianBlur(noise, (_gaussian_ksize(cx, 3.0), _gaussian_ksize(cy, 3.0)),
+                             sigmaX=cx, sigmaY=cy, borderType=cv2.BORDER_REFLECT)
+    if step > 1:
+        field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+    return field
+
+
 @register("elastic_transform", family="digital", severities=ELASTIC,
           sampler=table_sampler(ELASTIC, seeded=True), suites=SUITES)
 def elastic_transform(image: np.ndarray, params: Params) -> np.ndarray:
     """Warp by a smooth random displacement field (bilinear, mirrored borders)."""
     h, w = image.shape[:2]
-    rng = np.random.default_rng(params["seed"])
-    amplitude = float(params["max_shift"]) * h
-    sigma_y, sigma_x = float(params["sigma"]) * h, float(params["sigma"]) * w
-    ksize = (_gaussian_ksize(sigma_x, 3.0), _gaussian_ksize(sigma_y, 3.0))
-    scale = np.float32(2.0 * amplitude * float(params["alpha"]))
-    offset = np.float32(-amplitude * float(params["alpha"]))
-    grid_y, grid_x = np.indices((h, w), dtype=np.float32)
-    maps = []
-    for grid in (grid_x, grid_y):
-        field = rng.random((h, w), dtype=np.float32)
-        # Smoothing is linear, so alpha and the uniform range are applied after the blur.
-        field = cv2.GaussianBlur(field, ksize, sigmaX=max(sigma_x, 1e-6), sigmaY=max(sigma_y, 1e-6),
-                                 borderType=cv2.BORDER_REFLECT)
-        maps.append(grid + field * scale + offset)
+    op = "elastic_transform"
+    alpha = number(params, "alpha", op, low=0.0, high=1000.0)
+    sigma = number(params, "sigma", op, low=0.0, high=1.0)
+    amplitude = number(params, "max_shift", op, low=0.0, high=1.0) * h
+    rng = generator(params, op)
+    sigma_y, sigma_x = sigma * h, sigma * w
+    # Smoothing is linear, so alpha and the uniform range are applied after the blur.
+    scale = np.float32(2.0 * amplitude * alpha)
+    offset = np.float32(-amplitude * alpha)
+    grids = (np.arange(w, dtype=np.float32)[None, :], np.arange(h, dtype=np.float32)[:, None])
+    maps = [_smooth_uniform_noise(rng, h, w, sigma_y, sigma_x) * scale + (grid + offset) for grid in grids]
     return cv2.remap(np.ascontiguousarray(image), maps[0], maps[1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REFLECT)
 
@@ -141,24 +186,33 @@ def _box_bounds(size: int, out: int) -> np.ndarray:
     return np.floor(np.arange(out + 1) * (size / out) + 0.5).astype(np.intp)
 
 
+@functools.lru_cache(maxsize=64)
+def _inverse_areas(h: int, small_h: int, w: int, small_w: int) -> np.ndarray:
+    """1 / window area per output item (flattened RGB rows), for the box average; cached
+    because a dataset repeats a few image sizes."""
+    inverse = np.outer(1.0 / np.diff(_box_bounds(h, small_h)),
+                       np.repeat(1.0 / np.diff(_box_bounds(w, small_w)), 3)).astype(np.float32)
+    inverse.flags.writeable = False
+    return inverse
+
+
 @register("pixelate", family="digital", severities=PIXELATE,
           sampler=table_sampler(PIXELATE), suites=SUITES)
 def pixelate(image: np.ndarray, params: Params) -> np.ndarray:
     """Box-average down to a fraction of the size, then blow up with nearest neighbour."""
-    factor = float(params["factor"])
-    if not 0.0 < factor <= 1.0:
-        raise ValueError(f"pixelate: 'factor' must be in (0, 1], got {factor!r}")
+    factor = number(params, "factor", "pixelate", low=0.0, high=1.0, low_open=True)
     h, w = image.shape[:2]
     small_w, small_h = max(1, int(w * factor)), max(1, int(h * factor))
-    # Box sums from one integral image, read at the window corners.
+    # Box sums from one integral image: rows at the window edges, their differences, then
+    # the same along columns (an RGB triple is 3 adjacent items of a flattened row).
     depth = cv2.CV_32S if h * w * 255 < 2**31 else cv2.CV_64F
     integral = cv2.integral(np.ascontiguousarray(image), sdepth=depth).reshape(h + 1, (w + 1) * 3)
     rows, cols = _box_bounds(h, small_h), _box_bounds(w, small_w)
-    col_items = (cols[:, None] * 3 + np.arange(3)).ravel()
-    corners = np.take(np.take(integral, rows, axis=0), col_items, axis=1).reshape(small_h + 1, small_w + 1, 3)
-    sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
-    inv_area = 1.0 / (np.diff(rows)[:, None, None] * np.diff(cols)[None, :, None]).astype(np.float32)
-    small = cv2.convertScaleAbs(sums.astype(np.float32) * inv_area)
+    edge_rows = np.take(integral, rows, axis=0)
+    band_sums = cv2.subtract(edge_rows[1:], edge_rows[:-1])
+    edge_cols = np.take(band_sums, (cols[:, None] * 3 + np.arange(3)).ravel(), axis=1)
+    sums = cv2.subtract(edge_cols[:, 3:], edge_cols[:, :-3])
+    small = cv2.multiply(sums, _inverse_areas(h, small_h, w, small_w), dtype=cv2.CV_8U).reshape(small_h, small_w, 3)
     # NEAREST_EXACT samples at pixel centres, as Pillow's NEAREST does.
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST_EXACT).reshape(image.shape)
 
@@ -167,11 +221,9 @@ def pixelate(image: np.ndarray, params: Params) -> np.ndarray:
           sampler=table_sampler(JPEG), suites=SUITES)
 def jpeg_compression(image: np.ndarray, params: Params) -> np.ndarray:
     """Encode as JPEG at the given quality and decode again."""
-    quality = params["quality"]
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
-        raise ValueError(f"jpeg_compression: 'quality' must be an integer in 1..100, got {quality!r}")
+    quality = integer(params, "quality", "jpeg_compression", low=1, high=100)
     bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality),
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality,
                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420])
     if not ok:

@@ -150,7 +150,7 @@ def run_ray(items: list[dict], cfg: MaskSourceConfig, masks_root: Path, on_rows:
     import ray
 
     if not ray.is_initialized():
-        ray.init(**(ray_init or {}), log_to_driver=False)
+        ray.init(**{"log_to_driver": False, **(ray_init or {})})
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the command prints one bar of its own
     ds = ray.data.from_items(items)

@@ -44,31 +44,6 @@ def gaussian_noise(image: np.ndarray, params: dict) -> np.ndarray:
     return _finish(noise)
 
 
-@register("speckle_noise", family="noise", severities=SPECKLE_NOISE,
-          sampler=table_sampler(SPECKLE_NOISE, seeded=True), suites=SUITES)
-def speckle_noise(image: np.ndarray, params: dict) -> np.ndarray:
-    """Multiplicative Gaussian noise: bright values get proportionally more of it."""
-    sigma = number(params, "sigma", "speckle_noise", low=0.0)
-    noise = generator(params, "speckle_noise").standard_normal(image.shape, dtype=np.float32)
-    noise *= np.float32(sigma)
-    noise += np.float32(1.0)
-    noise *= image
-    return _finish(noise)
-
-
-@register("impulse_noise", family="noise", severities=IMPULSE_NOISE,
-          sampler=table_sampler(IMPULSE_NOISE, seeded=True), suites=SUITES)
-def impulse_noise(image: np.ndarray, params: dict) -> np.ndarray:
-    """Salt and pepper: each channel value becomes 0 or 255 with probability ``amount``."""
-    amount = number(params, "amount", "impulse_noise", low=0.0, high=1.0)
-    # One uniform draw decides both whether a value flips and to which extreme.
-    u = generator(params, "impulse_noise").random(image.shape, dtype=np.float32)
-    out = image.copy()
-    out[u < amount] = 255
-    out[u < amount * 0.5] = 0
-    return out
-
-
 # Guide-table resolution of the Poisson sampler: 2**12 cells of the unit interval.
 _GUIDE_BITS = 12
 
@@ -97,7 +72,10 @@ def _poisson_tables(photons: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     for level in range(256):
         first[level] = np.searchsorted(cdf[level], edges[:-1], side="right")
         last[level] = np.searchsorted(cdf[level], edges[1:], side="left")
-    return cdf, first.ravel(), last.ravel()
+    tables = (cdf, first.ravel(), last.ravel())
+    for table in tables:
+        table.setflags(write=False)  # shared by every call through the cache
+    return tables
 
 
 def _poisson_counts(image: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndarray:
@@ -130,3 +108,28 @@ def shot_noise(image: np.ndarray, params: dict) -> np.ndarray:
     values = counts.astype(np.float32)
     values *= np.float32(255.0 / photons)
     return _finish(values)
+
+
+@register("impulse_noise", family="noise", severities=IMPULSE_NOISE,
+          sampler=table_sampler(IMPULSE_NOISE, seeded=True), suites=SUITES)
+def impulse_noise(image: np.ndarray, params: dict) -> np.ndarray:
+    """Salt and pepper: each channel value becomes 0 or 255 with probability ``amount``."""
+    amount = number(params, "amount", "impulse_noise", low=0.0, high=1.0)
+    # One uniform draw decides both whether a value flips and to which extreme.
+    u = generator(params, "impulse_noise").random(image.shape, dtype=np.float32)
+    out = image.copy()
+    out[u < amount] = 255
+    out[u < amount * 0.5] = 0
+    return out
+
+
+@register("speckle_noise", family="noise", severities=SPECKLE_NOISE,
+          sampler=table_sampler(SPECKLE_NOISE, seeded=True), suites=SUITES)
+def speckle_noise(image: np.ndarray, params: dict) -> np.ndarray:
+    """Multiplicative Gaussian noise: bright values get proportionally more of it."""
+    sigma = number(params, "sigma", "speckle_noise", low=0.0)
+    noise = generator(params, "speckle_noise").standard_normal(image.shape, dtype=np.float32)
+    noise *= np.float32(sigma)
+    noise += np.float32(1.0)
+    noise *= image
+    return _finish(noise)

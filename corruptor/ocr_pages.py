@@ -403,7 +403,8 @@ _RENDERERS: dict[str, Callable[[np.random.Generator, int, int], Image.Image]] = 
 
 def render_page(rng: np.random.Generator, size: tuple[int, int] = (512, 512),
                 kind: str | None = None) -> np.ndarray:
-    """One synthetic text-heavy page as uint8 RGB of shape ``size`` = (height, width).
+    """One synthetic text-heavy page as uint8 RGB; ``size`` is (width, height) as in Pillow,
+    so the array's shape is (height, width, 3).
 
     ``kind`` is one of ``OCR_KINDS``, or None to draw it from ``rng``. The page depends only
     on the generator's state, the size and the kind.
@@ -413,11 +414,11 @@ def render_page(rng: np.random.Generator, size: tuple[int, int] = (512, 512),
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
             or min(size) < 16):
-        raise ValueError(f"size must be (height, width) integers >= 16, got {size!r}")
+        raise ValueError(f"size must be (width, height) integers >= 16, got {size!r}")
     if kind is None:
         kind = OCR_KINDS[int(rng.integers(len(OCR_KINDS)))]
     if kind not in _RENDERERS:
         raise ValueError(f"kind must be one of {', '.join(OCR_KINDS)} or None, got {kind!r}")
-    height, width = int(size[0]), int(size[1])
+    width, height = int(size[0]), int(size[1])
     page = _RENDERERS[kind](rng, height, width)
     return np.ascontiguousarray(np.asarray(page.convert("RGB"), dtype=np.uint8))

@@ -34,10 +34,12 @@ def number(params: Mapping[str, Any], key: str, op: str, *, low: float = -math.i
 def integer(params: Mapping[str, Any], key: str, op: str, *, low: int, high: int) -> int:
     """An integer in [low, high]; integral floats such as 3.0 are accepted."""
     value = _value(params, key, op)
-    ok_type = isinstance(value, (int, np.integer)) or (
-        isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer())
+    integral_float = (isinstance(value, (float, np.floating)) and math.isfinite(value)
+                      and float(value).is_integer())
+    ok_type = isinstance(value, (int, np.integer)) or integral_float
     if isinstance(value, bool) or not ok_type or not low <= value <= high:
-        raise ValueError(f"{op}: parameter '{key}' must be an integer in [{low}, {high}], got {value!r}")
+        raise ValueError(f"{op}: parameter '{key}' must be an integer in [{low}, {high}], "
+                         f"got {value!r}")
     return int(value)
 
 

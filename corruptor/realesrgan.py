@@ -10,7 +10,6 @@ JPEG ranges down or up.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import cv2

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from corruptor.op_params import generator, integer, number
 from corruptor.registry import Params, register, table_sampler
 from corruptor.rng import child_seed
 
@@ -87,12 +88,19 @@ def _clipped_zoom_noise(rng: np.random.Generator, h: int, w: int, mean: float, s
 def snow(image: np.ndarray, params: Params) -> np.ndarray:
     """Falling snow: motion-blurred flakes over a whitened image."""
     h, w = image.shape[:2]
-    rng = np.random.default_rng(params["seed"])
-    flakes = _clipped_zoom_noise(rng, h, w, params["mean"], params["std"], params["zoom"])
-    flakes[flakes < params["threshold"]] = 0
+    op = "snow"
+    mean, std = number(params, "mean", op, low=-10.0, high=10.0), number(params, "std", op, low=0.0, high=10.0)
+    zoom = number(params, "zoom", op, low=1.0, high=100.0)
+    threshold = number(params, "threshold", op, low=-10.0, high=10.0)
+    radius = integer(params, "blur_radius", op, low=0, high=200)
+    sigma = number(params, "blur_sigma", op, low=0.0, high=1000.0, low_open=True)
+    angle = number(params, "angle", op, low=-360.0, high=360.0)
+    blend = number(params, "blend", op, low=0.0, high=1.0)
+    rng = generator(params, op)
+    flakes = _clipped_zoom_noise(rng, h, w, mean, std, zoom)
+    flakes[flakes < threshold] = 0
     np.clip(flakes, 0.0, 1.0, out=flakes)
-    kernel = _line_kernel(int(params["blur_radius"]), float(params["blur_sigma"]),
-                          float(params["angle"]), (h, w))
+    kernel = _line_kernel(radius, sigma, angle, (h, w))
     flakes = _sparse_correlate(flakes, kernel)
     # The reference quantises the flake layer to 8 bits before compositing; the layer falls
     # on the image twice, the second time turned half a revolution.
@@ -101,7 +109,6 @@ def snow(image: np.ndarray, params: Params) -> np.ndarray:
 
     x = image.astype(np.float32)
     grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) * np.float32(1.5) + np.float32(127.5)
-    blend = float(params["blend"])
     x = cv2.addWeighted(x, blend, cv2.max(x, cv2.merge([grey] * 3)), 1.0 - blend, 0.0)
     return cv2.add(x, cv2.merge([flakes] * 3), dtype=cv2.CV_8U)
 
@@ -172,12 +179,15 @@ def _frost_sample(rng: np.random.Generator, level: int, shape: tuple[int, int]) 
 def frost(image: np.ndarray, params: Params) -> np.ndarray:
     """Frost on the lens: a blend with a crop of a real frost photo."""
     h, w = image.shape[:2]
-    texture = frost_texture(params["texture"])
+    op = "frost"
+    image_weight = number(params, "image_weight", op, low=0.0, high=2.0)
+    frost_weight = number(params, "frost_weight", op, low=0.0, high=2.0)
+    crop_y, crop_x = number(params, "crop_y", op, low=0.0, high=1.0), number(params, "crop_x", op, low=0.0, high=1.0)
+    texture = frost_texture(params.get("texture"))
     th, tw = texture.shape[:2]
     scale = FROST_MARGIN * max(1.0, h / th, w / tw)
     big_h, big_w = math.ceil(th * scale), math.ceil(tw * scale)
-    y0 = int(float(params["crop_y"]) * (big_h - h))
-    x0 = int(float(params["crop_x"]) * (big_w - w))
+    y0, x0 = int(crop_y * (big_h - h)), int(crop_x * (big_w - w))
     # Magnify only the part of the texture under the crop (plus a margin for the cubic
     # kernel); where the crop's edge falls between texture pixels does not matter for a
     # random crop of a random texture, so the window starts at a whole texture pixel.
@@ -187,8 +197,8 @@ def frost(image: np.ndarray, params: Params) -> np.ndarray:
     wh, ww = window.shape[:2]
     size = (max(w, round(ww * sx)), max(h, round(wh * sy)))
     crop = cv2.resize(window, size, interpolation=cv2.INTER_CUBIC)[:h, :w]
-    return cv2.addWeighted(np.ascontiguousarray(image), float(params["image_weight"]),
-                           np.ascontiguousarray(crop), float(params["frost_weight"]), 0.0)
+    return cv2.addWeighted(np.ascontiguousarray(image), image_weight, np.ascontiguousarray(crop),
+                           frost_weight, 0.0)
 
 
 # --- fog --------------------------------------------------------------------------------
@@ -205,7 +215,7 @@ FOG = (
 PLASMA_ROUGHNESS = 100.0  # first-octave perturbation is +-ROUGHNESS**2, as in ImageNet-C
 
 
-def plasma_fractal(size: int, decay: float, seed: int) -> np.ndarray:
+def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
     """Diamond-square fractal on a periodic size x size grid (size a power of two), in [0, 1].
 
     Each octave halves the grid step: square centres get the mean of their 4 corners,
@@ -214,7 +224,6 @@ def plasma_fractal(size: int, decay: float, seed: int) -> np.ndarray:
     """
     if size < 1 or size & (size - 1):
         raise ValueError(f"plasma_fractal: 'size' must be a power of two, got {size}")
-    rng = np.random.default_rng(seed)
     grid = np.zeros((size, size), np.float32)
     step, roughness = size, PLASMA_ROUGHNESS
 
@@ -244,8 +253,9 @@ def fog(image: np.ndarray, params: Params) -> np.ndarray:
     """Fog: a plasma fractal added to the image, then rescaled into range."""
     h, w = image.shape[:2]
     size = 1 << max(1, (max(h, w) - 1).bit_length())
-    thickness = float(params["thickness"])
-    layer = plasma_fractal(size, float(params["decay"]), params["seed"])[:h, :w]
+    thickness = number(params, "thickness", "fog", low=0.0, high=100.0, low_open=True)
+    decay = number(params, "decay", "fog", low=0.0, high=100.0, low_open=True)
+    layer = plasma_fractal(size, decay, generator(params, "fog"))[:h, :w]
     peak = float(image.max()) / 255.0
     # out = (x + t * fog) * peak / (peak + t), in 0..255 units.
     gain = peak / (peak + thickness)
@@ -296,14 +306,19 @@ def _water_shading(liquid: np.ndarray) -> np.ndarray:
           sampler=table_sampler(SPATTER, seeded=True), suites=SUITES)
 def spatter(image: np.ndarray, params: Params) -> np.ndarray:
     """Water or mud splashes on the lens."""
-    material = params["material"]
+    material = params.get("material")
     if material not in SPATTER_MATERIALS:
         raise ValueError(f"spatter: 'material' must be one of {', '.join(SPATTER_MATERIALS)}, got {material!r}")
     h, w = image.shape[:2]
-    rng = np.random.default_rng(params["seed"])
-    layer = rng.standard_normal((h, w), dtype=np.float32) * np.float32(params["std"]) + np.float32(params["mean"])
-    layer = _gaussian(layer, float(params["sigma"]))
-    threshold = float(params["threshold"])
+    op = "spatter"
+    mean, std = number(params, "mean", op, low=-10.0, high=10.0), number(params, "std", op, low=0.0, high=10.0)
+    sigma = number(params, "sigma", op, low=0.0, high=100.0)
+    threshold = number(params, "threshold", op, low=-10.0, high=10.0)
+    water_gain = number(params, "water_gain", op, low=0.0, high=10.0)
+    mud_sigma = number(params, "mud_sigma", op, low=0.0, high=100.0)
+    rng = generator(params, op)
+    layer = rng.standard_normal((h, w), dtype=np.float32) * np.float32(std) + np.float32(mean)
+    layer = _gaussian(layer, sigma)
     image = np.ascontiguousarray(image)
     if material == "water":
         liquid = cv2.threshold(layer, threshold, 0.0, cv2.THRESH_TOZERO)[1]
@@ -312,11 +327,11 @@ def spatter(image: np.ndarray, params: Params) -> np.ndarray:
         peak = float(sheen.max())
         if peak <= 0:
             return image.copy()
-        gain = 255.0 * float(params["water_gain"]) / peak
+        gain = 255.0 * water_gain / peak
         sheen = cv2.multiply(cv2.merge([sheen] * 3), tuple(gain * c / 255.0 for c in WATER_RGB) + (0.0,))
         return cv2.add(image, sheen, dtype=cv2.CV_8U)
     wet = cv2.threshold(layer, threshold, 1.0, cv2.THRESH_BINARY)[1]
-    cover = _gaussian(wet, float(params["mud_sigma"]))
+    cover = _gaussian(wet, mud_sigma)
     cover[cover < MUD_OPAQUE] = 0
     cover3 = cv2.merge([cover] * 3)
     kept = cv2.multiply(image, cv2.subtract(1.0, cover3), dtype=cv2.CV_32F)

@@ -129,7 +129,7 @@ class FullFinetuneEncoder(AdaptedEncoder):
 
     @contextmanager
     def adapters_disabled(self) -> Iterator[None]:
-        # Swap the frozen copy's weights in for the teacher pass.
+        # Swap the frozen copy's weights in for the teacher pass (run it under no_grad).
         trained = {n: p for n, p in self.blocks.named_parameters()}
         frozen = dict(self.teacher_blocks.named_parameters())
         saved = {n: p.data for n, p in trained.items()}
@@ -144,7 +144,8 @@ class FullFinetuneEncoder(AdaptedEncoder):
     def features(self, pixel_values: torch.Tensor, *, adapters: bool = True) -> torch.Tensor:
         if adapters:
             return super().features(pixel_values)
-        with self.adapters_disabled():
+        # no_grad: a graph recorded on the swapped-in weights would be wrong once they swap back.
+        with torch.no_grad(), self.adapters_disabled():
             return super().features(pixel_values)
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -19,7 +19,8 @@ from maa_train.evaluate import (TOKEN_MODES, AdapterSpec, EvalOptions, Evaluatio
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maa-eval", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="local folder of the HF encoder (or LLaVA model) the adapters were trained on")
+    p.add_argument("--model", required=True,
+                   help="local folder of the HF encoder (or LLaVA model) the adapters were trained on")
     p.add_argument("--data", required=True, help="built dataset folder, shard glob, .tar or .txt list of URLs")
     p.add_argument("--adapters", action="append", default=[], metavar="NAME=DIR",
                    help="an adapter checkpoint folder (e.g. runs/x/best) to compare; repeatable")

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import platform
+import zlib
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -264,6 +265,16 @@ class _Features:
     rows: dict[str, torch.Tensor]  # model -> [N, r, D] rows on degraded images
     sq_err: dict[str, torch.Tensor]  # model -> [N] mean squared error over all patch tokens, vs clean
     metas: list[dict | None]
+    keys: list[str]
+
+
+def _positions(keys: list[str], patches: int, k: int, seed: int) -> torch.Tensor:
+    """Sampled patch positions per image, from its key: the same whatever the read order."""
+    rows = []
+    for key in keys:
+        g = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{key}".encode()))
+        rows.append(torch.randperm(patches, generator=g)[:k])
+    return torch.stack(rows)
 
 
 @torch.no_grad()
@@ -272,8 +283,7 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
     stream = ValStream(shards, settings, batch_size=opts.batch_size, with_meta=True)
     loader = make_loader(stream, min(opts.workers, len(shards)), pin_memory=device.type == "cuda")
     autocast, _ = _autocast(device, opts.precision)
-    positions_rng = torch.Generator().manual_seed(opts.seed)
-    clean_rows, metas = [], []
+    clean_rows, metas, keys = [], [], []
     rows = {m.name: [] for m in models}
     errs = {m.name: [] for m in models}
     seen = 0
@@ -287,9 +297,7 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
             clean = models[0].student.features(clean_px, adapters=False).float()
         positions = None
         if opts.tokens == "sampled":
-            p = clean.shape[1]
-            k = min(opts.per_image, p)
-            positions = torch.stack([torch.randperm(p, generator=positions_rng)[:k] for _ in range(take)])
+            positions = _positions(batch["keys"][:take], clean.shape[1], min(opts.per_image, clean.shape[1]), opts.seed)
         clean_rows.append(_select(clean, opts.tokens, positions))
         for m in models:
             with m.active(), autocast:
@@ -297,6 +305,7 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
             errs[m.name].append((feats - clean).pow(2).mean(dim=(1, 2)).double())
             rows[m.name].append(_select(feats, opts.tokens, positions))
         metas.extend(batch["meta"][:take])
+        keys.extend(batch["keys"][:take])
         seen += take
         if opts.max_samples is not None and seen >= opts.max_samples:
             break
@@ -304,7 +313,7 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
         raise EvaluationError(f"the held-out shards gave no readable sample ({len(shards)} shard(s): "
                               f"{[s.url for s in shards][:3]})")
     return _Features(torch.cat(clean_rows), {k: torch.cat(v) for k, v in rows.items()},
-                     {k: torch.cat(v) for k, v in errs.items()}, metas)
+                     {k: torch.cat(v) for k, v in errs.items()}, metas, keys)
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -332,7 +341,9 @@ def group_table(feats: _Features, idx: torch.Tensor, opts: EvalOptions) -> dict[
         x = rows[idx_dev].flatten(0, 1)
         table[name] = {"paired_mse": float(feats.sq_err[name][idx_dev].mean()),
                        **_unpaired(x, clean, opts, opts.seed), "cka": metrics.linear_cka(x, clean), "rows": len(x)}
-    perm = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(opts.seed))]
+    # Halves drawn over the samples sorted by key: the same split whatever the read order.
+    by_key = torch.tensor(sorted(idx.tolist(), key=lambda i: feats.keys[i]), dtype=torch.long)
+    perm = by_key[torch.randperm(len(by_key), generator=torch.Generator().manual_seed(opts.seed))]
     half = len(perm) // 2
     a = feats.clean[perm[:half].to(dev)].flatten(0, 1)
     b = feats.clean[perm[half:2 * half].to(dev)].flatten(0, 1)
@@ -344,10 +355,10 @@ def _too_small(n: int, rows_per_image: int, what: str) -> str | None:
     need = min_images(rows_per_image)
     if n >= need:
         return None
-    metric = max(MIN_ROWS, key=MIN_ROWS.get)
-    return (f"{what} has {n} image(s); {metric} needs at least {MIN_ROWS[metric]} rows per feature set and the "
-            f"clean reference splits the images in two halves, so at least {need} images are needed "
-            f"({rows_per_image} row(s) per image with tokens={'pooled' if rows_per_image == 1 else 'sampled/all'})")
+    small = ", ".join(METRIC_LABELS[k] for k, v in MIN_ROWS.items() if v == max(MIN_ROWS.values()))
+    return (f"{what} has {n} image(s), fewer than {need}: {small} need at least {max(MIN_ROWS.values())} rows per "
+            f"feature set and the clean reference splits the images into two halves ({rows_per_image} row(s) per "
+            f"image)")
 
 
 @dataclass
@@ -416,8 +427,8 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
 
 def _machine(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, {platform.node()}"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), {platform.node()}"
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
 # -- outputs ------------------------------------------------------------------------------------
@@ -433,7 +444,8 @@ TOKEN_TEXT = {
 
 
 def table_markdown(rows: dict[str, dict]) -> list[str]:
-    head = "| model | " + " | ".join(f"{METRIC_LABELS[m]} {'↓' if LOWER_IS_BETTER[m] else '↑'}" for m in METRICS) + " |"
+    arrows = {m: "↓" if LOWER_IS_BETTER[m] else "↑" for m in METRICS}
+    head = "| model | " + " | ".join(f"{METRIC_LABELS[m]} {arrows[m]}" for m in METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 1)]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(row.get(m)) for m in METRICS) + " |")
@@ -446,7 +458,8 @@ def to_markdown(result: MechanismResult) -> str:
     tokens = TOKEN_TEXT[m["tokens"]].format(k=m["per_image"])
     lines = [
         "# Mechanism table", "",
-        f"- encoder: `{m['model']}` ({enc['vision_model_type']}, width {enc['hidden_size']}, {enc['num_layers']} blocks), "
+        f"- encoder: `{m['model']}` ({enc['vision_model_type']}, width {enc['hidden_size']}, "
+        f"{enc['num_layers']} blocks), "
         f"feature layer {m['feature_layer']}, {'through the projector' if m['use_projector'] else 'patch tokens'}",
         f"- data: {m['samples']} held-out pairs from {len(m['shards'])} shard(s)"
         + (f" of `{m['data']}`" if m["data"] else "")
@@ -465,13 +478,18 @@ def to_markdown(result: MechanismResult) -> str:
     lines += ["", "Each row compares features of the degraded images with the clean features of the same images; "
               f"'{CLEAN_ROW}' compares the clean features of one random half of the images with the other half "
               "(the level the unpaired metrics read for one distribution at this sample size; paired metrics are "
-              "not defined for it)."]
+              "not defined for it). The other rows pair the same images on both sides, so they can read below it; "
+              "compare rows with each other and use the reference for the scale of sampling noise."]
+    skipped = {fam: g for fam, g in result.groups.items() if g["skipped"]}
     for fam, group in result.groups.items():
-        lines += ["", f"## {fam} ({group['samples']} samples)", ""]
-        if group["skipped"]:
-            lines.append(f"not computed: {group['skipped']}")
-        else:
-            lines += table_markdown(group["rows"])
+        if fam not in skipped:
+            lines += ["", f"## {fam} ({group['samples']} samples)", ""] + table_markdown(group["rows"])
+    if skipped:
+        need = min_images(m["rows_per_image"])
+        listed = ", ".join(f"{fam} ({g['samples']})" for fam, g in skipped.items())
+        lines += ["", f"Families with fewer than {need} samples, not tabled: {listed}. "
+                  "MMD^2, KID and CKA need at least 2 rows per feature set and the clean reference splits the "
+                  "images into two halves."]
     return "\n".join(lines) + "\n"
 
 
@@ -481,10 +499,11 @@ def plot(result: MechanismResult, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     groups = [(fam, g) for fam, g in result.groups.items() if g["rows"]]
     names = result.row_names()
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS) + 0.4 * len(groups), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS) + 0.4 * len(groups), 4.0), squeeze=False)
     width = 0.8 / len(names)
     for ax, metric in zip(axes[0], METRICS):
         for j, name in enumerate(names):
@@ -499,9 +518,11 @@ def plot(result: MechanismResult, path: str | Path) -> Path:
         ax.set_title(f"{METRIC_LABELS[metric]} ({'lower' if LOWER_IS_BETTER[metric] else 'higher'} is closer)",
                      fontsize=9)
         ax.axhline(0, color="black", linewidth=0.5)
-    axes[0][0].legend(fontsize=7)
+    # Explicit handles: a model may have no bar in a panel (the clean reference in paired metrics).
+    handles = [Patch(color=f"C{j}", label=name) for j, name in enumerate(names)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     fig.suptitle(f"mechanism metrics, tokens={result.meta['tokens']}, {result.meta['samples']} pairs", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from corruptor.rng import rng_for
 from maa_train.preprocess import ProcessorSettings, pair_to_tensor
-from maa_train.shards import ShardInfo
+from maa_train.shards import ShardInfo, image_group
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ class PairStream(IterableDataset):
     def __init__(self, datasets: list[list[ShardInfo]], weights: list[float] | None,
                  settings: ProcessorSettings, *, batch_size: int, steps: int, state: LoaderState,
                  rank: int = 0, shuffle_buffer: int = 256,
-                 on_error: Literal["skip", "raise"] = "skip", random_crop: bool = True):
+                 on_error: Literal["skip", "raise"] = "skip", random_crop: bool = True,
+                 exclude_groups: frozenset[str] = frozenset()):
         if not datasets or any(not d for d in datasets):
             raise ValueError("every training dataset needs at least one shard")
         self.datasets = datasets
@@ -124,6 +125,7 @@ class PairStream(IterableDataset):
         self.settings, self.batch_size, self.steps = settings, batch_size, steps
         self.state, self.rank = state, rank
         self.shuffle_buffer, self.on_error, self.random_crop = shuffle_buffer, on_error, random_crop
+        self.exclude_groups = exclude_groups  # images held out for validation: never trained on
 
     # -- the raw sample order of one virtual stream (no decoding) -----------------
     def _shards_for(self, shards: list[ShardInfo], stream: int, cycle: int) -> list[ShardInfo]:
@@ -142,6 +144,8 @@ class PairStream(IterableDataset):
             got = 0
             for shard in self._shards_for(self.datasets[d], stream, cycle):
                 for sample in iter_raw_samples(shard.url, counters):
+                    if self.exclude_groups and image_group(sample["__key__"]) in self.exclude_groups:
+                        continue
                     got += 1
                     yield sample
             if got == 0:

@@ -5,6 +5,7 @@ import glob
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +82,43 @@ def split_holdout(shards: list[ShardInfo], fraction: float) -> tuple[list[ShardI
     ranked = sorted(shards, key=lambda s: hashlib.sha1(Path(s.url).name.encode()).hexdigest())
     val = {s.url for s in ranked[:n_val]}
     return [s for s in shards if s.url not in val], [s for s in shards if s.url in val]
+
+
+_VARIANT_SUFFIX = re.compile(r"-v\d+-c\d+$")
+
+
+def image_group(key: str) -> str:
+    """The source image a sample key comes from (variants and crops of one image share it)."""
+    return _VARIANT_SUFFIX.sub("", key)
+
+
+def _ok_keys(shard: ShardInfo) -> list[str] | None:
+    manifest = Path(shard.url).with_suffix(".parquet")
+    if "://" in shard.url or not manifest.exists():
+        return None
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(manifest, columns=["key", "status"]).to_pylist()
+    return [r["key"] for r in rows if r["status"] == "ok"]
+
+
+def holdout_groups(val: list[ShardInfo]) -> frozenset[str]:
+    """Image groups present in the held-out shards, read from their manifests."""
+    groups: set[str] = set()
+    for shard in val:
+        keys = _ok_keys(shard)
+        if keys is None:
+            log.warning("no manifest beside %s: variants of its images may also be trained on", shard.url)
+            continue
+        groups.update(image_group(k) for k in keys)
+    return frozenset(groups)
+
+
+def without_groups(shards: list[ShardInfo], groups: frozenset[str]) -> list[ShardInfo]:
+    """Shard counts after dropping samples of held-out images (the loader skips them)."""
+    out = []
+    for shard in shards:
+        keys = _ok_keys(shard) if groups else None
+        count = shard.count if keys is None else sum(1 for k in keys if image_group(k) not in groups)
+        out.append(ShardInfo(shard.url, count))
+    return out

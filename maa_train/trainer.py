@@ -31,7 +31,7 @@ from maa_train.loader import LoaderState, PairStream, ValStream, make_loader, st
 from maa_train.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty
 from maa_train.metrics_log import MetricsLog
 from maa_train.preprocess import ProcessorSettings
-from maa_train.shards import resolve_shards, split_holdout
+from maa_train.shards import holdout_groups, resolve_shards, split_holdout, without_groups
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,18 @@ def cosine_with_warmup(total: int, warmup_frac: float):
 
 
 def _data(cfg: TrainConfig):
+    """Training shards per dataset, held-out shards, and the held-out images' groups.
+
+    Without data.val, whole shards of the first dataset are held out; variants of the same
+    source image can sit in other shards, so those are skipped in training too.
+    """
     datasets = [resolve_shards(spec) for spec in cfg.data.train]
     if cfg.data.val:
         val = [s for spec in cfg.data.val for s in resolve_shards(spec)]
-    else:  # hold out whole shards of the first dataset
-        train0, val = split_holdout(datasets[0], cfg.data.val_fraction)
-        datasets[0] = train0
-    return datasets, val
+    else:
+        datasets[0], val = split_holdout(datasets[0], cfg.data.val_fraction)
+    groups = holdout_groups(val)
+    return [without_groups(d, groups) for d in datasets], val, groups
 
 
 class Trainer:
@@ -102,7 +107,7 @@ class Trainer:
         self.forward = torch.compile(self.student.features) if cfg.train.compile else self.student.features
         self.settings = ProcessorSettings.from_model_dir(cfg.model.path)
 
-        self.datasets, self.val_shards = _data(cfg)
+        self.datasets, self.val_shards, self.holdout_groups = _data(cfg)
         w = self.dist.world
         self.steps_per_epoch = cfg.data.steps_per_epoch or steps_per_epoch(self.datasets, cfg.data.batch_size, w)
         accum = cfg.optim.grad_accum
@@ -280,7 +285,8 @@ class Trainer:
         while self.step < self.total_steps:
             ds = PairStream(self.datasets, cfg.data.weights, self.settings, batch_size=cfg.data.batch_size,
                             steps=self.steps_per_epoch, state=LoaderState(**self.loader_state.to_dict()),
-                            rank=self.dist.rank, shuffle_buffer=cfg.data.shuffle_buffer, on_error=cfg.data.on_error)
+                            rank=self.dist.rank, shuffle_buffer=cfg.data.shuffle_buffer, on_error=cfg.data.on_error,
+                            exclude_groups=self.holdout_groups)
             loader = make_loader(ds, cfg.data.workers, pin_memory=self.dist.device.type == "cuda")
             micro = 0
             for batch in loader:

@@ -93,7 +93,7 @@ def test_pixelate_matches_pillow_box_then_nearest(colourful, row):
 
 
 def test_pixelate_rejects_bad_factor(colourful):
-    with pytest.raises(ValueError, match="'factor' must be in"):
+    with pytest.raises(ValueError, match=r"pixelate: parameter 'factor' must be in \(0.0, 1.0\]"):
         pixelate(colourful, {"factor": 1.5})
 
 
@@ -107,5 +107,10 @@ def test_jpeg_equals_decode_of_jpeg_at_table_quality(colourful, row):
 
 @pytest.mark.parametrize("quality", [0, 101, 50.5, True])
 def test_jpeg_rejects_bad_quality(colourful, quality):
-    with pytest.raises(ValueError, match="'quality' must be an integer in 1..100"):
+    with pytest.raises(ValueError, match=r"jpeg_compression: parameter 'quality' must be an integer in \[1, 100\]"):
         jpeg_compression(colourful, {"quality": quality})
+
+
+def test_elastic_needs_a_seed(colourful):
+    with pytest.raises(ValueError, match="elastic_transform: missing parameter 'seed'"):
+        elastic_transform(colourful, ELASTIC[0])

@@ -21,9 +21,10 @@ def test_different_seeds_differ(kind):
 
 @pytest.mark.parametrize("kind", OCR_KINDS)
 @pytest.mark.parametrize("size", [(16, 16), (37, 211), (200, 48), (160, 192)])
-def test_size_and_dtype(kind, size):
+def test_size_is_width_height(kind, size):
     page = _page(0, kind, size)
-    assert page.shape == (*size, 3) and page.dtype == np.uint8 and page.flags.c_contiguous
+    width, height = size
+    assert page.shape == (height, width, 3) and page.dtype == np.uint8 and page.flags.c_contiguous
 
 
 def _ink_fraction(page: np.ndarray) -> float:
@@ -65,7 +66,7 @@ def test_uses_fonts_shipped_in_packages():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"kind": "poster"}, "kind must be one of document, table, receipt, sign"),
-    ({"size": (8, 64)}, "size must be"),
+    ({"size": (64, 8)}, "size must be"),
     ({"size": (64,)}, "size must be"),
     ({"size": (64.0, 64)}, "size must be"),
 ])

@@ -37,23 +37,23 @@ def test_frost_crop_moves_with_params():
 
 
 def test_plasma_deterministic_per_seed_and_normalised():
-    a = plasma_fractal(64, 1.7, seed=5)
-    np.testing.assert_array_equal(a, plasma_fractal(64, 1.7, seed=5))
-    assert not np.array_equal(a, plasma_fractal(64, 1.7, seed=6))
+    a = plasma_fractal(64, 1.7, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, plasma_fractal(64, 1.7, np.random.default_rng(5)))
+    assert not np.array_equal(a, plasma_fractal(64, 1.7, np.random.default_rng(6)))
     assert a.shape == (64, 64) and a.min() == 0.0 and a.max() == 1.0
 
 
 def test_plasma_rougher_with_lower_decay():
     # Neighbour differences measure roughness; a slower decay keeps fine octaves strong.
     def roughness(decay):
-        return np.mean([np.abs(np.diff(plasma_fractal(128, decay, s), axis=1)).mean() for s in range(4)])
+        return np.mean([np.abs(np.diff(plasma_fractal(128, decay, np.random.default_rng(s)), axis=1)).mean() for s in range(4)])
 
     assert roughness(1.4) > roughness(2.0)
 
 
 def test_plasma_rejects_non_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
-        plasma_fractal(48, 2.0, seed=0)
+        plasma_fractal(48, 2.0, np.random.default_rng(0))
 
 
 def test_fog_keeps_black_black_and_lifts_dark_images():
@@ -107,3 +107,16 @@ def test_spatter_mud_pulls_towards_brown():
 def test_spatter_unknown_material_names_field():
     with pytest.raises(ValueError, match="'material' must be one of water, mud"):
         spatter(np.zeros((8, 8, 3), np.uint8), dict(SPATTER[0], material="oil", seed=0))
+
+
+@pytest.mark.parametrize("op, params, message", [
+    (fog, dict(FOG[0], thickness=0.0, seed=1), "fog: parameter 'thickness' must be in (0.0, 100.0]"),
+    (fog, dict(FOG[0], seed=-1), "fog: parameter 'seed' must be a non-negative integer"),
+    (snow, dict(SNOW[0], angle=-100.0, seed=1, blend=1.5), "snow: parameter 'blend' must be in [0.0, 1.0]"),
+    (frost, dict(FROST[0], texture=FROST_TEXTURES[0], crop_y=2.0, crop_x=0.0), "frost: parameter 'crop_y'"),
+    (spatter, dict(SPATTER[0], seed=1, std="wide"), "spatter: parameter 'std' must be a number"),
+])
+def test_bad_params_name_op_and_field(op, params, message):
+    with pytest.raises(ValueError) as error:
+        op(np.zeros((8, 8, 3), np.uint8), params)
+    assert message in str(error.value)

@@ -154,3 +154,13 @@ def test_bf16_autocast_encoder_within_bound(tiny_models):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = enc.features(x)
     assert ((out.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+def test_grid_mismatch_inside_encoder_names_counts(tiny_models):
+    from maa_train.grid import GridMismatchError
+
+    model, _ = load_vision_model(tiny_models["clip"])
+    model.config.image_size = 35  # the config now promises 5x5 patches; the embeddings still make 4x4
+    enc = AdaptedEncoder(model, CFG)
+    with pytest.raises(GridMismatchError, match=r"expected 26 tokens \(1 prefix \+ 5x5 patches\), found 17"):
+        enc.features(pixels())

@@ -75,3 +75,25 @@ def test_val_stream_reads_each_sample_once(tmp_path):
     shards = resolve_shards(str(write_dataset(tmp_path, [4, 3])))
     keys = [k for b in make_loader(ValStream(shards, SETTINGS, batch_size=3), 0, False) for k in b["keys"]]
     assert sorted(keys) == sorted({*keys}) and len(keys) == 7
+
+
+def test_held_out_images_are_not_trained_on(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from maa_train.shards import holdout_groups, image_group, without_groups
+
+    layout = {"a": ["img1-v0-c0", "img2-v0-c0", "img4-v0-c0"], "b": ["img1-v1-c0", "img3-v0-c0", "img2-v1-c0"]}
+    for name, keys in layout.items():
+        write_shard(tmp_path / f"{name}.tar", keys)
+        pq.write_table(pa.table({"key": keys, "status": ["ok"] * len(keys)}), tmp_path / f"{name}.parquet")
+    val = resolve_shards(str(tmp_path / "a.tar"))
+    groups = holdout_groups(val)
+    assert groups == {"img1", "img2", "img4"} and image_group("x-1f2e-v3-c0") == "x-1f2e"
+    train = without_groups(resolve_shards(str(tmp_path / "b.tar")), groups)
+    assert train[0].count == 1
+    state = LoaderState(seed=0, world=1, workers=1)
+    ds = PairStream([train], None, SETTINGS, batch_size=2, steps=2, state=state, shuffle_buffer=1,
+                    exclude_groups=groups)
+    keys = {k for b in make_loader(ds, 0, False) for k in b["keys"]}
+    assert keys == {"img3-v0-c0"}

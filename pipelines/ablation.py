@@ -1,0 +1,219 @@
+"""Ablation of the adapter's paths and of the adversarial term, on the same data and budget.
+
+    python -m pipelines.ablation --config FILE [--set key=value ...] --out DIR [--variants a,b]
+
+Every variant trains from the same config (data, steps, seed) with a few overrides, in one
+process, one after the other; then one pass of `maa_train.evaluate` over the held-out shards
+builds the mechanism table of all of them next to the untrained base, and the ablation table
+adds each variant's best validation L2.
+
+Variants (the overrides win over --set for the keys they name):
+
+    full      MLP + window attention + max-pool, adversarial term (MAA as in the paper)
+    no_attn   without the window-attention path
+    no_pool   without the max-pool path
+    mlp_only  MLP path only, with the adversarial term
+    mse_only  all paths, lambda = 0
+
+"MSE-only" and "full without the adversarial loss" are one training here: the same adapters
+(all paths) trained on the distillation loss alone. The `mse_only` student kind exists only
+to record that intent in the checkpoint; with lambda = 0 the trainer builds no discriminator
+either way, so a separate `no_adv` run would repeat `mse_only` step for step. `no_adv` is
+accepted as another name for it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from maa_train.config import ConfigError, TrainConfig, load_config
+from maa_train.evaluate import (ALL, BASE_ROW, CLEAN_ROW, METRIC_LABELS, METRICS, AdapterSpec, EvalOptions,
+                                EvaluationError, MechanismResult, evaluate, write_outputs)
+from maa_train.shards import ShardInfo, resolve_shards, split_holdout
+from maa_train.trainer import TrainingDiverged, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...]
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("full", ("train.student=maa",), "MLP + window attention + max-pool, adversarial"),
+    Variant("no_attn", ("train.student=maa", "adapter.use_attn=false"), "without window attention"),
+    Variant("no_pool", ("train.student=maa", "adapter.use_pool=false"), "without max-pool"),
+    Variant("mlp_only", ("train.student=maa", "adapter.use_attn=false", "adapter.use_pool=false"),
+            "MLP path only, adversarial"),
+    Variant("mse_only", ("train.student=mse_only",), "all paths, lambda = 0 (= full w/o adversarial loss)"),
+)}
+ALIASES = {"no_adv": "mse_only", "maa": "full"}
+DEFAULT_ORDER = ("mse_only", "mlp_only", "no_attn", "no_pool", "full")
+
+
+def parse_variants(text: str | None) -> list[Variant]:
+    names = [n.strip() for n in (text.split(",") if text else DEFAULT_ORDER) if n.strip()]
+    out: list[Variant] = []
+    for name in names:
+        key = ALIASES.get(name, name)
+        if key not in VARIANTS:
+            raise ConfigError(f"--variants: unknown variant {name!r}; allowed: "
+                              f"{', '.join([*VARIANTS, *ALIASES])}")
+        if VARIANTS[key] not in out:
+            out.append(VARIANTS[key])
+    if not out:
+        raise ConfigError("--variants: no variant given")
+    return out
+
+
+def variant_config(config: str | Path | None, overrides: list[str], variant: Variant, out: Path,
+                   base: dict | None = None) -> TrainConfig:
+    return load_config(config, [*overrides, *variant.overrides, f"train.out_dir={out / variant.name}"], base=base)
+
+
+def heldout_for(cfg: TrainConfig) -> list[ShardInfo]:
+    """The shards the trainer validates on (the same choice as maa_train.trainer)."""
+    if cfg.data.val:
+        return [s for spec in cfg.data.val for s in resolve_shards(spec)]
+    return split_holdout(resolve_shards(cfg.data.train[0]), cfg.data.val_fraction)[1]
+
+
+def run(config: str | Path | None, overrides: list[str], out: str | Path, variants: list[Variant], *,
+        checkpoint: str = "best", eval_opts: EvalOptions | None = None, reuse: bool = False,
+        base: dict | None = None, command: str | None = None) -> dict:
+    """Train every variant, evaluate them together, write ablation.{md,json} and mechanism.*."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfgs = {v.name: variant_config(config, overrides, v, out, base) for v in variants}
+    summaries = {}
+    for v in variants:
+        run_dir = Path(cfgs[v.name].train.out_dir)
+        if reuse and (run_dir / "summary.json").exists():
+            log.info("%s: reusing %s", v.name, run_dir)
+            summaries[v.name] = json.loads((run_dir / "summary.json").read_text())
+            continue
+        log.info("%s: training (%s)", v.name, v.description)
+        summaries[v.name] = train(cfgs[v.name]).to_dict()
+
+    first = cfgs[variants[0].name]
+    specs = []
+    for v in variants:
+        run_dir = Path(cfgs[v.name].train.out_dir)
+        chosen = run_dir / checkpoint
+        if not chosen.exists():  # no validation ran (e.g. val_every > steps): the final weights
+            chosen = run_dir / "final"
+        specs.append(AdapterSpec(v.name, chosen))
+    opts = eval_opts or EvalOptions(batch_size=first.data.batch_size, device=first.train.device,
+                                    max_samples=first.data.val_max_samples)
+    result = evaluate(first.model.path, heldout_for(first), specs, opts, data=", ".join(first.data.train),
+                      command=command)
+    write_outputs(result, out)
+    report = ablation_report(result, variants, summaries, cfgs, checkpoint, command)
+    (out / "ablation.json").write_text(json.dumps(report, indent=2))
+    (out / "ablation.md").write_text(ablation_markdown(report))
+    return report
+
+
+def ablation_report(result: MechanismResult, variants: list[Variant], summaries: dict, cfgs: dict,
+                    checkpoint: str, command: str | None) -> dict:
+    rows = result.groups[ALL]["rows"]
+    table = [{"variant": "base (no adapters)", "description": "frozen encoder on degraded images",
+              "steps": 0, "val_l2": rows[BASE_ROW]["paired_mse"], **_metrics(rows[BASE_ROW])}]
+    for v in variants:
+        s = summaries[v.name]
+        table.append({"variant": v.name, "description": v.description, "steps": s.get("steps"),
+                      "val_l2": s.get("best_val_l2"), "best_step": s.get("best_step"),
+                      "images_per_s": s.get("images_per_s"), **_metrics(rows[v.name])})
+    table.append({"variant": CLEAN_ROW, "description": "clean half vs clean half (noise floor)",
+                  "steps": None, "val_l2": None, **_metrics(rows[CLEAN_ROW])})
+    first = cfgs[variants[0].name]
+    return {
+        "table": table, "checkpoint": checkpoint, "samples": result.meta["samples"], "tokens": result.meta["tokens"],
+        "budget": {"max_steps": first.train.max_steps, "epochs": first.train.epochs,
+                   "batch_size": first.data.batch_size, "seed": first.train.seed},
+        "overrides": {v.name: list(v.overrides) for v in variants}, "model": first.model.path,
+        "data": first.data.train, "machine": result.meta["machine"], "device": result.meta["device"],
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+    }
+
+
+def _metrics(row: dict) -> dict:
+    return {m: row.get(m) for m in METRICS}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def ablation_markdown(report: dict) -> str:
+    b = report["budget"]
+    lines = [
+        "# Ablation", "",
+        f"- model `{report['model']}`, data {', '.join(f'`{d}`' for d in report['data'])}",
+        f"- same budget for every variant: max_steps {b['max_steps']}, epochs {b['epochs']}, batch {b['batch_size']}, "
+        f"seed {b['seed']}; `{report['checkpoint']}` checkpoints",
+        f"- metrics on {report['samples']} held-out pairs, tokens={report['tokens']}; val L2 is the trainer's best "
+        "validation feature MSE (for the base row: its paired MSE on the same pairs)",
+        f"- {report['device']}; {report['machine']}; {report['date']}",
+    ]
+    if report.get("command"):
+        lines.append(f"- command: `{report['command']}`")
+    labels = [METRIC_LABELS[m] for m in METRICS]
+    lines += ["", "| variant | what | steps | val L2 | " + " | ".join(labels) + " |",
+              "|" + "---|" * (4 + len(METRICS))]
+    for row in report["table"]:
+        lines.append(f"| {row['variant']} | {row['description']} | {_fmt(row['steps'])} | {_fmt(row['val_l2'])} | "
+                     + " | ".join(_fmt(row[m]) for m in METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.ablation", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="training config YAML (e.g. pipelines/configs/tiny-cpu.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value for every variant (repeatable)")
+    p.add_argument("--out", required=True, help="folder: one sub-folder per variant, ablation.{md,json}, mechanism.*")
+    p.add_argument("--variants", default=None,
+                   help=f"comma-separated subset of {','.join(DEFAULT_ORDER)} (default: all)")
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best",
+                   help="which checkpoint of each variant to evaluate (best by validation L2, as the paper)")
+    p.add_argument("--tokens", choices=("pooled", "sampled", "all"), default="pooled")
+    p.add_argument("--max-samples", type=int, default=None, help="held-out pairs to evaluate (default: all)")
+    p.add_argument("--reuse", action="store_true", help="skip variants whose run folder already has a summary.json")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        variants = parse_variants(args.variants)
+        probe = load_config(args.config, args.overrides)
+        opts = EvalOptions(tokens=args.tokens, batch_size=probe.data.batch_size, device=probe.train.device,
+                           max_samples=args.max_samples or probe.data.val_max_samples)
+        report = run(args.config, args.overrides, args.out, variants, checkpoint=args.checkpoint, eval_opts=opts,
+                     reuse=args.reuse, command=shlex.join(["python", "-m", "pipelines.ablation", *argv]))
+    except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
+        print(f"ablation: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"ablation: stopped: {exc}", file=sys.stderr)
+        return 3
+    print(ablation_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
