@@ -8,11 +8,19 @@ shard with ``max_retries``; it starts a local cluster unless an address is given
 Outcomes come back in task order whatever the completion order. A task that still
 raises after its retries is returned as a failed outcome, never raised: the build
 decides what a failed shard means.
+
+Progress is counted in items (samples), not tasks: a worker function calls
+``report_progress(done)`` with how many items of its current task are finished, and
+the distributor forwards that to the driver's bar (a queue for processes, a small
+actor for Ray), at most a few times a second. A retried task restarts its count, so
+the bar keeps each task's highest count and never counts an item twice.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue as queue_mod
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -33,24 +41,103 @@ class ShardOutcome:
 
 
 class Progress:
-    """tqdm over pairs (samples), advanced when a shard finishes: shows pairs/s and ETA."""
+    """tqdm over items (pairs): each task's count is its highest reported ``done``, so a
+    retried task is not counted twice; pairs/s and ETA move with every report."""
 
-    def __init__(self, total: int, enabled: bool, desc: str = "build"):
+    def __init__(self, sizes: Sequence[int], enabled: bool, desc: str = "build"):
         self.bar = None
+        self.sizes = list(sizes)
+        self.done = [0] * len(self.sizes)
+        self.failed = 0
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="pair", desc=desc, smoothing=0.1, dynamic_ncols=True)
+            self.bar = tqdm(total=sum(self.sizes), unit="pair", desc=desc, smoothing=0.05, dynamic_ncols=True)
 
-    def advance(self, n: int, failed_shards: int = 0) -> None:
-        if self.bar is not None:
-            if failed_shards:
-                self.bar.set_postfix(failed_shards=failed_shards)
-            self.bar.update(n)
+    @property
+    def enabled(self) -> bool:
+        return self.bar is not None
+
+    def update(self, index: int, done: int) -> None:
+        """Task ``index`` has finished ``done`` of its items (reports may come out of order)."""
+        done = min(int(done), self.sizes[index])
+        if done > self.done[index]:
+            if self.bar is not None:
+                self.bar.update(done - self.done[index])
+            self.done[index] = done
+
+    def finish(self, index: int, ok: bool) -> None:
+        if not ok:
+            self.failed += 1
+            if self.bar is not None:
+                self.bar.set_postfix(failed_shards=self.failed, refresh=False)
+        self.update(index, self.sizes[index])
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+# --- worker side of progress reporting ---------------------------------------------------
+
+REPORT_INTERVAL_S = 0.5
+_reporter: Callable[[int], None] | None = None   # set only while a task runs with progress on
+_progress_queue: Any = None                       # process pool: the queue given by the initializer
+
+
+def report_progress(done: int) -> None:
+    """Called by worker functions: ``done`` items of the current task are finished.
+    A no-op when nobody listens (progress off, or called outside a distributor)."""
+    if _reporter is not None:
+        _reporter(done)
+
+
+class _Throttled:
+    """Sends ``(index, done)`` through ``send`` at most every REPORT_INTERVAL_S seconds."""
+
+    def __init__(self, index: int, send: Callable[[int, int], None]):
+        self.index, self.send, self.last = index, send, 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= REPORT_INTERVAL_S:
+            self.last = now
+            try:
+                self.send(self.index, done)
+            except Exception:  # progress is advisory: a lost report must not fail the shard
+                pass
+
+
+def _call_reporting(worker_fn: Callable[[Any], Any], index: int, task: Any,
+                    send: Callable[[int, int], None] | None) -> Any:
+    global _reporter
+    _reporter = _Throttled(index, send) if send is not None else None
+    try:
+        return worker_fn(task)
+    finally:
+        _reporter = None
+
+
+def _init_pool_worker(progress_queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+
+
+def _queue_send(index: int, done: int) -> None:
+    _progress_queue.put_nowait((index, done))
+
+
+def _pool_call(worker_fn: Callable[[Any], Any], index: int, task: Any) -> Any:
+    return _call_reporting(worker_fn, index, task, _queue_send if _progress_queue is not None else None)
+
+
+def _drain(q: Any, bar: Progress) -> None:
+    while True:
+        try:
+            index, done = q.get_nowait()
+        except queue_mod.Empty:
+            return
+        bar.update(index, done)
 
 
 def _size(task: Any) -> int:
@@ -67,34 +154,38 @@ def _describe(exc: BaseException) -> str:
 def run_local(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: int = 1, retries: int = 2,
               progress: bool = False) -> list[ShardOutcome]:
     outcomes: list[ShardOutcome | None] = [None] * len(tasks)
-    bar = Progress(sum(_size(t) for t in tasks), progress)
-    failed = 0
+    bar = Progress([_size(t) for t in tasks], progress)
     try:
         if workers <= 1:
             # In-process: no spawn cost, same bytes (the worker is a pure function of its task).
+            send = bar.update if bar.enabled else None
             for i, task in enumerate(tasks):
                 for attempt in range(1, retries + 2):
                     try:
-                        outcomes[i] = ShardOutcome(i, worker_fn(task), None, attempt)
+                        outcomes[i] = ShardOutcome(i, _call_reporting(worker_fn, i, task, send), None, attempt)
                         break
                     except Exception as exc:
                         outcomes[i] = ShardOutcome(i, None, _describe(exc), attempt)
-                failed += not outcomes[i].ok
-                bar.advance(_size(task), failed)
+                bar.finish(i, outcomes[i].ok)
             return outcomes  # type: ignore[return-value]
         ctx = multiprocessing.get_context("spawn")
+        progress_queue = ctx.Queue() if bar.enabled else None
         attempts = {i: 0 for i in range(len(tasks))}
         todo = list(range(len(tasks)))
         while todo:
             # A killed worker breaks the whole pool: start a fresh one for what is left.
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker,
+                                     initargs=(progress_queue,)) as pool:
                 pending = {}
                 for i in todo:
                     attempts[i] += 1
-                    pending[pool.submit(worker_fn, tasks[i])] = i
+                    pending[pool.submit(_pool_call, worker_fn, i, tasks[i])] = i
                 todo = []
                 while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    done, _ = wait(pending, timeout=REPORT_INTERVAL_S if progress_queue else None,
+                                   return_when=FIRST_COMPLETED)
+                    if progress_queue is not None:
+                        _drain(progress_queue, bar)
                     for fut in done:
                         i = pending.pop(fut)
                         try:
@@ -105,11 +196,10 @@ def run_local(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers:
                                     todo.append(i)
                                 else:
                                     attempts[i] += 1
-                                    pending[pool.submit(worker_fn, tasks[i])] = i
+                                    pending[pool.submit(_pool_call, worker_fn, i, tasks[i])] = i
                                 continue
                             outcomes[i] = ShardOutcome(i, None, _describe(exc), attempts[i])
-                            failed += 1
-                        bar.advance(_size(tasks[i]), failed)
+                        bar.finish(i, outcomes[i].ok)
             todo.sort()
     finally:
         bar.close()
@@ -140,10 +230,12 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
     import ray
 
     ensure_ray(address, num_cpus=max(1, workers))
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(worker_fn)
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_ray_call)
     outcomes: list[ShardOutcome | None] = [None] * len(tasks)
-    bar = Progress(sum(_size(t) for t in tasks), progress)
-    failed = 0
+    bar = Progress([_size(t) for t in tasks], progress)
+    # Zero CPUs: the counter never takes a slot a shard could use.
+    counter = ray.remote(num_cpus=0)(_RayProgress).remote() if bar.enabled else None
+    fn_ref = ray.put(worker_fn)
     # At most `workers` tasks in flight: on a shared cluster this is the build's share.
     queue = list(range(len(tasks)))[::-1]
     running: dict[Any, int] = {}
@@ -151,19 +243,43 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
         while queue or running:
             while queue and len(running) < max(1, workers):
                 i = queue.pop()
-                running[remote.remote(tasks[i])] = i
-            done, _ = ray.wait(list(running), num_returns=1)
+                running[remote.remote(fn_ref, i, tasks[i], counter)] = i
+            done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL_S if counter else None)
+            if counter is not None:
+                for i, n in ray.get(counter.take.remote()).items():
+                    bar.update(i, n)
             for ref in done:
                 i = running.pop(ref)
                 try:
                     outcomes[i] = ShardOutcome(i, ray.get(ref), None)
                 except Exception as exc:
                     outcomes[i] = ShardOutcome(i, None, _describe(exc), retries + 1)
-                    failed += 1
-                bar.advance(_size(tasks[i]), failed)
+                bar.finish(i, outcomes[i].ok)
     finally:
         bar.close()
+        if counter is not None:
+            ray.kill(counter)
     return outcomes  # type: ignore[return-value]
+
+
+class _RayProgress:
+    """Driver-side mailbox for Ray tasks' progress: highest count per task since last take."""
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+
+    def put(self, index: int, done: int) -> None:
+        self.counts[index] = max(done, self.counts.get(index, 0))
+
+    def take(self) -> dict[int, int]:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
+def _ray_call(worker_fn: Callable[[Any], Any], index: int, task: Any, counter: Any) -> Any:
+    # Fire-and-forget actor calls: a report never waits on the driver.
+    send = (lambda i, n: counter.put.remote(i, n)) if counter is not None else None
+    return _call_reporting(worker_fn, index, task, send)
 
 
 def run_shards(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, distributor: str = "local",

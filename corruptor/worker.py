@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from corruptor.distributor import report_progress
 from corruptor.rng import rng_for
 from corruptor.sources import SourceItem
 from corruptor.writer import ShardWriter, json_bytes, shard_name
@@ -354,9 +355,10 @@ def process_shard(task: ShardTask) -> ShardResult:
         cv2.setNumThreads(task.config.cv2_threads)
     writer = ShardWriter(Path(task.config.out_dir) / "shards", task.index)
     try:
-        for key, item, variant, crop_index in task.samples:
+        for n, (key, item, variant, crop_index) in enumerate(task.samples, 1):
             row, files = process_sample(key, item, variant, crop_index, task.config)
             writer.add(row, files)
+            report_progress(n)
         seconds = time.perf_counter() - start
         ok = sum(1 for r in writer.rows if r["status"] == "ok")
         stats = writer.close({"seconds": round(seconds, 4), "pairs_per_s": round(ok / seconds, 3) if seconds else None})

@@ -122,6 +122,8 @@ def heldout_shards(data: str | Path, val_fraction: float = 0.05, all_shards: boo
         raise EvaluationError(str(exc)) from None
     if all_shards:
         return shards
+    if not 0.0 < val_fraction < 1.0:
+        raise EvaluationError(f"val_fraction must be in (0, 1), got {val_fraction}")
     try:
         _, val = split_holdout(shards, val_fraction)
     except ValueError as exc:
@@ -297,8 +299,15 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
             clean = models[0].student.features(clean_px, adapters=False).float()
         positions = None
         if opts.tokens == "sampled":
-            positions = _positions(batch["keys"][:take], clean.shape[1], min(opts.per_image, clean.shape[1]), opts.seed)
+            k = min(opts.per_image, clean.shape[1])
+            positions = _positions(batch["keys"][:take], clean.shape[1], k, opts.seed)
         clean_rows.append(_select(clean, opts.tokens, positions))
+        rows_per_image = clean_rows[-1].shape[1]
+        if (seen + take) * rows_per_image > opts.max_rows:  # before the feature sets grow any further
+            raise EvaluationError(
+                f"tokens={opts.tokens} gives {(seen + take) * rows_per_image} rows per feature set (or more), above "
+                f"max_rows={opts.max_rows}: MMD^2 and energy distance need rows^2 memory; use tokens=pooled or "
+                "sampled with a smaller per_image, fewer samples, or raise max_rows")
         for m in models:
             with m.active(), autocast:
                 feats = m.student.features(degraded_px, adapters=m.name != BASE_ROW).float()
@@ -390,11 +399,6 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
     reason = _too_small(n, rows_per_image, "the held-out set")
     if reason:
         raise EvaluationError(reason + "; evaluate more samples (--max-samples, more held-out shards)")
-    if n * rows_per_image > opts.max_rows:
-        raise EvaluationError(
-            f"tokens={opts.tokens} gives {n * rows_per_image} rows per feature set, above max_rows={opts.max_rows}: "
-            "MMD^2 and energy distance need rows^2 memory; use tokens=pooled or sampled with a smaller "
-            "per_image, fewer samples, or raise max_rows")
 
     families: dict[str, list[int]] = {}
     missing = 0

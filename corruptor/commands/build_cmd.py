@@ -1,6 +1,7 @@
 """`corruptor build`: sources + recipe -> WebDataset shards with manifests (resumable)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -38,11 +39,26 @@ def mask_settings(args) -> dict | None:
     return cfg
 
 
+def int_at_least(low: int):
+    """argparse type: an integer >= ``low``; a bad value is one usage line naming the flag."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def add_run_args(p) -> None:
     p.add_argument("--distributor", default="local", choices=("local", "ray"))
-    p.add_argument("--workers", type=int, default=1, help="parallel shard workers (processes or Ray tasks)")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="parallel shard workers (processes or Ray tasks)")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else local)")
-    p.add_argument("--retries", type=int, default=2, help="attempts per failed shard after the first")
+    p.add_argument("--retries", type=int_at_least(0), default=2, help="attempts per failed shard after the first")
     p.add_argument("--mode", default="resume", choices=("resume", "overwrite"))
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun done shards whose samples failed transiently (I/O, memory)")
@@ -59,12 +75,13 @@ def register(sub):
                    help="folder, .txt/.parquet list, .tar shards (glob), {ref,dis} pair folder, "
                         "embedded:photos or synthetic:ocr[:count]; repeat for several")
     p.add_argument("--source-kind", action="append", default=[], metavar="NAME=KIND", help="photo, web or ocr")
-    p.add_argument("--target", type=int, help="number of pairs to plan")
+    p.add_argument("--target", type=int_at_least(1), help="number of pairs to plan")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-size", type=int, default=256, help="samples per shard")
-    p.add_argument("--variants", type=int, default=None, help="max degraded variants per image (default: as needed)")
-    p.add_argument("--crops", type=int, default=1, help="random crops per variant (recipe output.crop: random)")
+    p.add_argument("--shard-size", type=int_at_least(1), default=256, help="samples per shard")
+    p.add_argument("--variants", type=int_at_least(1), default=None,
+                   help="max degraded variants per image (default: as needed)")
+    p.add_argument("--crops", type=int_at_least(1), default=1, help="random crops per variant (recipe output.crop: random)")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     add_run_args(p)
     add_mask_args(p)
@@ -97,7 +114,7 @@ def run(args) -> int:
                 raise UsageError("--recipe is required (or use --demo)")
             if not args.source:
                 raise UsageError("at least one --source NAME=PATH[:weight] is required (or use --demo)")
-            if not args.target:
+            if args.target is None:
                 raise UsageError("--target N (number of pairs) is required")
             kinds = dict(parse_kind_arg(k) for k in args.source_kind)
             specs = [parse_source_arg(s, kinds) for s in args.source]
@@ -123,4 +140,5 @@ def print_report(report, as_json: bool) -> None:
         return
     print(f"{report.out}: {report.ok} pairs in {report.shards} shard(s) "
           f"({report.shards_run} run, {report.shards_resumed} already done); "
-          f"failed {report.failed}, skipped {report.skipped}; {report.seconds:.1f} s, {report.pairs_per_s:.1f} pairs/s")
+          f"failed {report.failed}, skipped {report.skipped}; {report.seconds:.1f} s"
+          + (f", {report.pairs_per_s:.1f} pairs/s" if report.shards_run else ""))

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from corruptor import worker
+from corruptor import distributor, worker
 from corruptor.build import BuildConfig, BuildError, build, rebuild
 from corruptor.distributor import run_shards
 from corruptor.sources import Locator, SourceSpec
@@ -78,11 +78,42 @@ def test_reference_build_layout_and_stock_readers(reference):
     assert validate(out).ok
 
 
-def test_ray_gives_identical_bytes_and_ray_data_reads_it(photos, reference, tmp_path, ray_cluster):
+@pytest.fixture
+def progress_log(monkeypatch):
+    """Every (task, done) the driver's progress bar receives, partial reports included."""
+    log = []
+
+    class Recording(distributor.Progress):
+        def update(self, index, done):
+            log.append((index, done, self.sizes[index]))
+            super().update(index, done)
+
+    monkeypatch.setattr(distributor, "Progress", Recording)
+    return log
+
+
+def test_progress_counts_each_item_once_across_retries():
+    bar = distributor.Progress([3, 2], enabled=False)
+    for index, done in ((0, 1), (0, 2), (1, 1), (0, 1), (0, 2), (0, 3)):  # task 0 retried after 2 items
+        bar.update(index, done)
+    assert bar.done == [3, 1]
+    bar.finish(1, ok=False)
+    assert bar.done == [3, 2] and bar.failed == 1
+
+
+def test_pool_workers_report_progress_per_sample(photos, reference, tmp_path, progress_log):
     out = tmp_path / "ds"
-    report = build(config(photos, out, distributor="ray", workers=2))
+    assert build(config(photos, out, workers=2, progress=True)).ok == TARGET
+    assert dataset_bytes(out) == dataset_bytes(reference[0])   # reporting changes no byte
+    assert any(0 < done < size for _, done, size in progress_log), progress_log
+
+
+def test_ray_gives_identical_bytes_and_ray_data_reads_it(photos, reference, tmp_path, ray_cluster, progress_log):
+    out = tmp_path / "ds"
+    report = build(config(photos, out, distributor="ray", workers=2, progress=True))
     assert report.ok == TARGET
     assert dataset_bytes(out) == dataset_bytes(reference[0])
+    assert any(0 < done < size for _, done, size in progress_log), progress_log  # per sample, via the actor
     import ray.data
 
     rows = ray.data.read_webdataset(sorted(str(p) for p in (out / "shards").glob("*.tar"))).take_all()

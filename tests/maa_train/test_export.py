@@ -100,3 +100,21 @@ def test_mismatched_or_double_attach_is_refused(setup, tmp_path):
     attach_adapters(model, setup["zero"])
     with pytest.raises(ValueError, match="already attached"):
         attach_adapters(model, setup["zero"])
+
+
+def test_llava_next_anyres_features_go_through_adapters(tmp_path):
+    path = save_tiny("llava_next", tmp_path)
+    tower, _ = load_vision_model(path)
+    student = AdaptedEncoder(tower, ADAPTER)
+    with torch.no_grad():
+        for p in student.adapters.parameters():
+            p.copy_(0.5 * torch.randn_like(p))
+    save_adapters(tmp_path / "adapters", student)
+    model = load_llava_with_adapters(path, tmp_path / "adapters")
+    pixels = torch.randn(1, 3, 3, VISION["image_size"], VISION["image_size"])  # base view + 2 AnyRes crops
+    sizes = torch.tensor([[28, 56]])
+    with torch.no_grad():
+        on = torch.cat(list(model.get_image_features(pixel_values=pixels, image_sizes=sizes).pooler_output))
+        with adapters_disabled(model):
+            off = torch.cat(list(model.get_image_features(pixel_values=pixels, image_sizes=sizes).pooler_output))
+    assert on.shape == off.shape and not torch.allclose(on, off, atol=1e-4)
