@@ -90,10 +90,12 @@ class BuildReport:
     seconds: float
     failed_shards: dict[str, str] = field(default_factory=dict)
     removed_partials: int = 0
+    ok_run: int = 0          # pairs made by this run (resumed shards excluded)
 
     @property
     def pairs_per_s(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
+        # This run's work only: shards resumed from disk took no time now.
+        return self.ok_run / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -151,6 +153,9 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
     plan_path = out / PLAN_FILE
     if out.exists() and not out.is_dir():
         raise BuildError(f"--out {out} exists and is not a folder")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise BuildError(f"--out {out}: {blocker} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not plan_path.exists() and not (out / "shards").exists():
         if set(p.name for p in out.iterdir()) - {"masks"}:
             raise BuildError(f"--out {out} is not empty and holds no dataset; choose a new or empty folder")
@@ -166,7 +171,10 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
             what = ", ".join(diffs) or "sources (files added, removed or renamed)"
             raise BuildError(f"--out {out} holds a build with different settings ({what}); "
                              "use --mode overwrite to replace it or choose another --out")
-    (out / "shards").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "shards").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
     if not plan_path.exists():
         tmp = plan_path.with_name(PLAN_FILE + ".partial-plan")
         tmp.write_bytes(json_bytes({"build": fingerprint, "plan": new_plan.to_dict()}))
@@ -224,6 +232,7 @@ def build(cfg: BuildConfig) -> BuildReport:
         tasks, process_shard, distributor=cfg.distributor, workers=cfg.workers, retries=cfg.retries,
         progress=cfg.progress, ray_address=cfg.ray_address)
     failed_shards = {shard_name(tasks[o.index].index): o.error for o in outcomes if not o.ok}
+    ok_run = sum(o.result.ok for o in outcomes if o.ok)
 
     totals = {"rows": 0, "ok": 0, "failed": 0, "skipped": 0}
     shard_list = []
@@ -238,7 +247,7 @@ def build(cfg: BuildConfig) -> BuildReport:
                            "rows": stats["rows"], "tar_sha256": stats["tar_sha256"]})
     report = BuildReport(out=out, shards=len(the_plan.shards), shards_run=len(tasks), shards_resumed=resumed,
                          seconds=time.perf_counter() - start, failed_shards=failed_shards,
-                         removed_partials=len(removed), **totals)
+                         removed_partials=len(removed), ok_run=ok_run, **totals)
     if failed_shards:
         first = next(iter(failed_shards.items()))
         raise BuildError(f"{len(failed_shards)} shard(s) failed after {cfg.retries} retries "
@@ -280,8 +289,10 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
 
 def load_plan(path: str | Path) -> tuple[Plan, dict[str, Any]]:
     p = Path(path) / PLAN_FILE
+    if not Path(path).is_dir():
+        raise BuildError(f"{path} does not exist or is not a folder")
     if not p.is_file():
-        raise BuildError(f"{path} has no {PLAN_FILE}")
+        raise BuildError(f"{path} has no {PLAN_FILE}: not a dataset built by corruptor")
     doc = json.loads(p.read_text())
     return Plan.from_dict(doc["plan"]), doc.get("build", {})
 

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"corruptor {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `corruptor stats DIR | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

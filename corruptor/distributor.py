@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_mod
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -120,7 +121,22 @@ def _call_reporting(worker_fn: Callable[[Any], Any], index: int, task: Any,
 
 def _init_pool_worker(progress_queue: Any) -> None:
     global _progress_queue
+    # Ctrl-C reaches the whole process group; the driver alone handles it (by stopping the
+    # pool), otherwise each worker would abort its shard and then take the next one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _progress_queue = progress_queue
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop now: queued shards are cancelled and running ones killed. A killed shard
+    leaves only temp files, which the next run removes; nothing is marked done."""
+    terminate = getattr(pool, "terminate_workers", None)   # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _queue_send(index: int, done: int) -> None:
@@ -176,34 +192,45 @@ def run_local(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers:
             # A killed worker breaks the whole pool: start a fresh one for what is left.
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker,
                                      initargs=(progress_queue,)) as pool:
-                pending = {}
-                for i in todo:
-                    attempts[i] += 1
-                    pending[pool.submit(_pool_call, worker_fn, i, tasks[i])] = i
-                todo = []
-                while pending:
-                    done, _ = wait(pending, timeout=REPORT_INTERVAL_S if progress_queue else None,
-                                   return_when=FIRST_COMPLETED)
-                    if progress_queue is not None:
-                        _drain(progress_queue, bar)
-                    for fut in done:
-                        i = pending.pop(fut)
-                        try:
-                            outcomes[i] = ShardOutcome(i, fut.result(), None, attempts[i])
-                        except Exception as exc:
-                            if attempts[i] <= retries:
-                                if _pool_broken(exc):
-                                    todo.append(i)
-                                else:
-                                    attempts[i] += 1
-                                    pending[pool.submit(_pool_call, worker_fn, i, tasks[i])] = i
-                                continue
-                            outcomes[i] = ShardOutcome(i, None, _describe(exc), attempts[i])
-                        bar.finish(i, outcomes[i].ok)
+                try:
+                    todo = _run_pool_round(pool, todo, tasks, worker_fn, attempts, retries, outcomes, bar,
+                                           progress_queue)
+                except BaseException:   # Ctrl-C or a driver failure: do not finish the queue first
+                    _stop_pool(pool)
+                    raise
             todo.sort()
     finally:
         bar.close()
     return outcomes  # type: ignore[return-value]
+
+
+def _run_pool_round(pool, todo, tasks, worker_fn, attempts, retries, outcomes, bar, progress_queue) -> list[int]:
+    """Submit ``todo`` to one pool; returns the tasks to rerun on a fresh pool (it broke)."""
+    pending = {}
+    for i in todo:
+        attempts[i] += 1
+        pending[pool.submit(_pool_call, worker_fn, i, tasks[i])] = i
+    todo = []
+    while pending:
+        done, _ = wait(pending, timeout=REPORT_INTERVAL_S if progress_queue else None,
+                       return_when=FIRST_COMPLETED)
+        if progress_queue is not None:
+            _drain(progress_queue, bar)
+        for fut in done:
+            i = pending.pop(fut)
+            try:
+                outcomes[i] = ShardOutcome(i, fut.result(), None, attempts[i])
+            except Exception as exc:
+                if attempts[i] <= retries:
+                    if _pool_broken(exc):
+                        todo.append(i)
+                    else:
+                        attempts[i] += 1
+                        pending[pool.submit(_pool_call, worker_fn, i, tasks[i])] = i
+                    continue
+                outcomes[i] = ShardOutcome(i, None, _describe(exc), attempts[i])
+            bar.finish(i, outcomes[i].ok)
+    return todo
 
 
 def _pool_broken(exc: BaseException) -> bool:
@@ -212,24 +239,30 @@ def _pool_broken(exc: BaseException) -> bool:
     return isinstance(exc, BrokenProcessPool)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start (or join) Ray once per process. ``address`` or RAY_ADDRESS joins a cluster."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Start (or join) Ray once per process; True when this call did it (the caller shuts it
+    down). ``address`` or RAY_ADDRESS joins a cluster."""
     import ray
 
     if ray.is_initialized():
-        return
+        available = ray.cluster_resources().get("CPU", 0)
+        if num_cpus and available < num_cpus:
+            log.warning("the running Ray cluster has %s CPUs, fewer than the %s workers asked for",
+                        available, num_cpus)
+        return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
 
 
 def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: int = 1, retries: int = 2,
             progress: bool = False, address: str | None = None) -> list[ShardOutcome]:
     import ray
 
-    ensure_ray(address, num_cpus=max(1, workers))
+    started = ensure_ray(address, num_cpus=max(1, workers))
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_ray_call)
     outcomes: list[ShardOutcome | None] = [None] * len(tasks)
     bar = Progress([_size(t) for t in tasks], progress)
@@ -255,10 +288,16 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
                 except Exception as exc:
                     outcomes[i] = ShardOutcome(i, None, _describe(exc), retries + 1)
                 bar.finish(i, outcomes[i].ok)
+    except BaseException:   # Ctrl-C: stop the shards in flight instead of leaving them to the cluster
+        for ref in running:
+            ray.cancel(ref, force=True)
+        raise
     finally:
         bar.close()
         if counter is not None:
             ray.kill(counter)
+        if started:  # a local cluster we started must not outlive the build
+            ray.shutdown()
     return outcomes  # type: ignore[return-value]
 
 

@@ -8,7 +8,6 @@ stopped job resumes where it left off.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import numpy as np
 
 from corruptor.mask_cache import MaskCache
 from corruptor.mask_source import MaskError, MaskSourceConfig, make_mask_source, validate
+from corruptor.writer import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,6 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"source folder '{folder}' does not exist")
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def collect(sources: dict[str, Path]) -> list[ImageItem]:

@@ -106,7 +106,7 @@ class MaskSourceConfig(BaseModel):
     min_area: float = Field(0.002, ge=0)
     max_masks: int = Field(64, ge=1)
     # Images longer than this are segmented at this side; masks come back at full size.
-    max_side: int | None = Field(1024, ge=16)
+    max_side: int | None = Field(512, ge=16)
     min_side: int = Field(16, ge=1)
     sam2: Sam2Settings = Sam2Settings()
     felzenszwalb: FelzenszwalbSettings = FelzenszwalbSettings()

@@ -392,6 +392,9 @@ def scan_source(spec: SourceSpec) -> ScannedSource:
             (items, notes), stype = _scan_paired(spec, p), "paired"
         elif p.is_dir():
             items, stype = _scan_folder(spec, p), "folder"
+            if not items and any(p.glob("*.tar")):
+                # An img2dataset output folder: its images live inside the shards.
+                items, stype = _scan_tars(spec, str(p / "*.tar")), "webdataset"
         elif p.suffix.lower() in (".txt", ".lst", ".list", ".parquet"):
             items, stype = _scan_list(spec, p), "list"
         else:

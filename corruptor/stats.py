@@ -5,6 +5,7 @@ Reads manifests only (no image decoding), so it is cheap on a 75K-pair dataset.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,14 @@ class DatasetStats:
         }
 
 
-def _reason(error: str | None) -> str:
+def _reason(status: str, error: str | None) -> str:
+    """A failure's category: the error's first field (``truncated``, ``empty``, ...). Skips
+    carry the recipe's note after ``skipped:``; its counts are blanked so one reason is one bar."""
     if not error:
         return "unknown"
+    if status == "skipped" and error.startswith("skipped:"):
+        note = error.split(":", 1)[1].strip()
+        return re.sub(r"\bamong \d+ candidates\b", "among N candidates", note) or "unknown"
     head = error.split(":", 1)[0].strip()
     return head or "unknown"
 
@@ -50,7 +56,7 @@ def collect(root: str | Path) -> DatasetStats:
             st.rows += 1
             st.status[row["status"]] += 1
             if row["status"] != "ok":
-                st.failures[f"{row['status']}: {_reason(row['error'])}"] += 1
+                st.failures[f"{row['status']}: {_reason(row['status'], row['error'])}"] += 1
                 continue
             st.sources[row["source"]] += 1
             st.regions[int(row["n_regions"] or 0)] += 1
@@ -82,7 +88,7 @@ def format_table(st: DatasetStats) -> str:
     lines.append("severity histogram (levels 1..5)")
     for op, c in sorted(st.severities.items()):
         lines.append(f"  {op:<24} " + " ".join(f"{c.get(level, 0):>6}" for level in range(1, 6)))
-    section("local regions per pair", Counter({f"{k} regions": v for k, v in st.regions.items()}))
+    section("local regions per pair", Counter({f"{k} region{'' if k == 1 else 's'}": v for k, v in st.regions.items()}))
     section("failures and skips by reason", st.failures, st.rows)
     return "\n".join(lines)
 

@@ -18,6 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from corruptor.writer import read_stats
+
 MAX_ERRORS_PER_SHARD = 20
 
 
@@ -158,7 +160,10 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
         except Exception as exc:  # any pyarrow failure means an unusable manifest; reported, not raised
             shard_errors.append(f"{name}: manifest unreadable: {exc}")
             table = None
-        stats = json.loads(stats_path.read_text())
+        stats = read_stats(stats_path)
+        if stats is None:
+            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON)")
+            stats = {}
         if table is not None:
             ok_keys = [r["key"] for r in table if r["status"] == "ok"]
             if sorted(ok_keys) != sorted(keys):

@@ -183,7 +183,8 @@ def encode(image: np.ndarray, fmt: str, quality: int | None = None) -> bytes:
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if fmt == "png":
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        # Lossless at any level; 1 encodes ~1.5x faster than 3 for ~7% more bytes (512 px photos).
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
         ext = ".png"
     elif fmt == "jpeg":
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality or 95)]

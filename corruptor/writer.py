@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PARTIAL_TAG = ".partial-"
-TAR_MTIME = 0.0
+TAR_MTIME = 0  # an int: a float mtime adds a PAX header to every member
 TAR_MODE = 0o444
 TAR_OWNER = "maa"
 
@@ -134,7 +134,7 @@ class ShardWriter:
         """Commit tar, manifest, then the stats marker. Returns the stats as written."""
         self._tar.close()
         self._fh.close()
-        tar_sha = _sha256_file(self._tmp_tar)
+        tar_sha = file_sha256(self._tmp_tar)
         _fsync_replace(self._tmp_tar, self.paths.tar)
 
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
@@ -167,7 +167,7 @@ class ShardWriter:
         self._tmp_tar.unlink(missing_ok=True)
 
 
-def _sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

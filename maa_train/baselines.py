@@ -120,7 +120,11 @@ class FullFinetuneEncoder(AdaptedEncoder):
 
     def __init__(self, model: nn.Module, adapter_cfg: AdapterConfig | None = None, **kwargs) -> None:
         super().__init__(model, adapter_cfg, **kwargs)
+        # The blocks carry our hooks, and a deep copy would copy what they reference (this
+        # whole student): copy them bare.
+        self.remove_hooks()
         self.teacher_blocks = copy.deepcopy(self.blocks).requires_grad_(False)
+        self.install_hooks()
         for p in self.blocks.parameters():
             p.requires_grad_(True)
 

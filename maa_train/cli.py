@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from maa_train.config import ConfigError, load_config
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(cfg.model_dump(), indent=2))
         return 0
-    from maa_train.trainer import TrainingDiverged, train
+    from maa_train.trainer import TrainingDiverged, TrainingInterrupted, train
 
     try:
         summary = train(cfg)
@@ -44,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"maa-train: stopped: {exc}", file=sys.stderr)
         return 3
-    print(json.dumps(summary.to_dict(), indent=2))
+    except TrainingInterrupted as exc:
+        print(f"maa-train: interrupted: {exc}", file=sys.stderr)
+        return 130
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary rather than one per rank
+        print(json.dumps(summary.to_dict(), indent=2))
     return 0
 
 

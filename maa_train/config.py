@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -73,6 +73,11 @@ class DataSettings(_Strict):
     on_error: Literal["skip", "raise"] = "skip"
     steps_per_epoch: int | None = Field(None, gt=0)
 
+    @field_validator("train", "val", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # `--set data.train=/data/x` means one dataset
+
     @model_validator(mode="after")
     def _weights_match(self) -> "DataSettings":
         if self.weights is not None and len(self.weights) != len(self.train):
@@ -91,6 +96,7 @@ class TrainSettings(_Strict):
     deterministic: bool = False
     log_every: int = Field(10, gt=0)
     val_every: int = Field(500, gt=0)
+    val_at_start: bool = Field(False, description="also validate before the first step (the frozen encoder's L2)")
     ckpt_every: int = Field(500, gt=0)
     keep_last: int = Field(3, gt=0)
     out_dir: str = "runs/maa"

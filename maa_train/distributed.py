@@ -93,3 +93,20 @@ def reduce_sum(values: list[float], device: torch.device, world: int) -> list[fl
     t = torch.tensor(values, device=device, dtype=torch.float64)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def any_true(flag: bool, device: torch.device, world: int) -> bool:
+    """True on every rank iff it is True on some rank (so all ranks take the same branch)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def union(items: set, world: int) -> set:
+    if world == 1:
+        return set(items)
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, sorted(items))
+    return {x for part in gathered for x in part}

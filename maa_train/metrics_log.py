@@ -7,17 +7,25 @@ from pathlib import Path
 
 
 class MetricsLog:
-    def __init__(self, out_dir: Path, enabled: bool = True):
+    """``purge_after=step`` (a resumed run) drops what a killed run logged after its checkpoint,
+    so the resumed run's records replace them instead of appearing twice."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True, purge_after: int | None = None):
         self.enabled = enabled
         self._tb = None
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(out_dir / "metrics.jsonl", "a")
+        path = out_dir / "metrics.jsonl"
+        if purge_after is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines() if _step(line) <= purge_after]
+            path.write_text("".join(f"{line}\n" for line in kept))
+        self._jsonl = open(path, "a")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(out_dir / "tensorboard"))
+            purge = None if purge_after is None else purge_after + 1
+            self._tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
         except ImportError:  # tensorboard is an optional extra; JSONL is always written
             self._tb = None
 
@@ -36,3 +44,10 @@ class MetricsLog:
             self._jsonl.close()
             if self._tb is not None:
                 self._tb.close()
+
+
+def _step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", -1)
+    except json.JSONDecodeError:  # a line cut by a kill
+        return float("inf")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,10 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM: the run stopped at a step boundary after writing a checkpoint."""
+
+
 @dataclass
 class TrainSummary:
     steps: int
@@ -50,6 +56,7 @@ class TrainSummary:
     best_val_l2: float | None = None
     best_step: int | None = None
     skipped_samples: int = 0
+    broken_shards: list[str] = field(default_factory=list)
     out_dir: str = ""
     peak_memory_gb: float | None = None
 
@@ -81,7 +88,22 @@ def _data(cfg: TrainConfig):
     else:
         datasets[0], val = split_holdout(datasets[0], cfg.data.val_fraction)
     groups = holdout_groups(val)
-    return [without_groups(d, groups) for d in datasets], val, groups
+    kept = [without_groups(d, groups) for d in datasets]
+    _report_holdout(datasets, kept, val, groups)
+    return kept, val, groups
+
+
+def _report_holdout(before, after, val, groups) -> None:
+    n_val = sum(s.count or 0 for s in val)
+    total, left = (sum(s.count or 0 for d in ds for s in d) for ds in (before, after))
+    log.info("validation: %d held-out shard(s), %d pairs of %d source images", len(val), n_val, len(groups))
+    dropped = total - left
+    if dropped:
+        share = dropped / max(1, total)
+        (log.warning if share > 0.2 else log.info)(
+            "%d of %d training pairs (%.0f%%) are variants of held-out images and are skipped%s", dropped, total,
+            100 * share, "; the dataset has many variants per source image: give data.val (pairs from other "
+            "images) to keep them" if share > 0.2 else "")
 
 
 class Trainer:
@@ -93,6 +115,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.out = Path(cfg.train.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
+        # Data first: a wrong path should fail in seconds, not after minutes of model loading.
+        self.datasets, self.val_shards, self.holdout_groups = _data(cfg)
 
         model, self.info = load_vision_model(cfg.model.path)
         self.student = make_student(
@@ -107,7 +131,6 @@ class Trainer:
         self.forward = torch.compile(self.student.features) if cfg.train.compile else self.student.features
         self.settings = ProcessorSettings.from_model_dir(cfg.model.path)
 
-        self.datasets, self.val_shards, self.holdout_groups = _data(cfg)
         w = self.dist.world
         self.steps_per_epoch = cfg.data.steps_per_epoch or steps_per_epoch(self.datasets, cfg.data.batch_size, w)
         accum = cfg.optim.grad_accum
@@ -123,14 +146,19 @@ class Trainer:
         self.step = 0
         self.loader_state = LoaderState(seed=cfg.train.seed, world=w, workers=max(1, cfg.data.workers))
         self.best = (math.inf, None)
-        self.skipped = 0
+        # Data faults: counters of earlier epochs / runs plus each live stream's running count.
+        self.skipped, self.broken = 0, set()
+        self._stream_skips: dict[int, int] = {}
+        self._stop_signal: int | None = None
+        self._stop_time = 0.0
         self.metrics = MetricsLog(self.out, enabled=self.dist.main)
 
     # -- checkpoints ---------------------------------------------------------------
     def _state(self) -> dict:
         state = {"step": self.step, "loader": self.loader_state.to_dict(), "rng": train_state.rng_states(),
                  "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
-                 "best": list(self.best), "skipped": self.skipped, "model": self.student.config}
+                 "best": list(self.best), "skipped": self._skipped(), "broken_shards": sorted(self.broken),
+                 "model": self.student.config}
         if self.disc is not None:
             state |= {"opt_d": self.opt_d.state_dict(), "sched_d": self.sched_d.state_dict()}
         return state
@@ -153,6 +181,7 @@ class Trainer:
             if key in saved and saved.get(key) != current.get(key):
                 raise ValueError(f"checkpoint {path} was made for {key}={saved.get(key)!r}, "
                                  f"this run has {key}={current.get(key)!r}")
+        self._warn_on_data_change(path)
         self.student.load_trainable_state_dict(trainable)
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -169,9 +198,48 @@ class Trainer:
                              f"workers={self.loader_state.workers})")
         self.loader_state = ls
         self.step, self.best, self.skipped = state["step"], tuple(state["best"]), state["skipped"]
+        self.broken = set(state.get("broken_shards", []))
         train_state.restore_rng(state["rng"])
+        self.metrics.close()
+        self.metrics = MetricsLog(self.out, enabled=self.dist.main, purge_after=self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
+
+    def _warn_on_data_change(self, path: Path) -> None:
+        saved = json.loads((path / "config.json").read_text()).get("data", {}) if (path / "config.json").exists() else {}
+        now = self.cfg.data.model_dump()
+        changed = [k for k in ("train", "weights", "val", "val_fraction", "batch_size", "shuffle_buffer")
+                   if k in saved and saved[k] != now[k]]
+        if changed:
+            log.warning("resuming %s with other data settings (%s): the run continues, but not as an exact "
+                        "continuation of the checkpointed one", path, ", ".join(f"data.{k}" for k in changed))
+
+    # -- data faults and stop signals ------------------------------------------------------
+    def _skipped(self) -> int:
+        return self.skipped + sum(self._stream_skips.values())
+
+    def _count_faults(self, batch: dict) -> None:
+        self._stream_skips[int(batch.get("stream", 0))] = int(batch["skipped"])
+        self.broken.update(batch.get("broken_shards", ()))
+
+    def _end_epoch_faults(self) -> None:
+        self.skipped, self._stream_skips = self._skipped(), {}
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self._stop_signal is not None:
+            # Under torchrun a Ctrl-C arrives twice (from the terminal and forwarded by the
+            # agent); only a later, deliberate second one aborts without a checkpoint.
+            if time.monotonic() - self._stop_time > 2.0:
+                raise KeyboardInterrupt
+            return
+        self._stop_signal, self._stop_time = signum, time.monotonic()
+        log.warning("%s received: stopping after this step with a checkpoint (again to abort now)",
+                    signal.Signals(signum).name)
+
+    def _stop_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return nullcontext()
+        return _signal_handlers((signal.SIGINT, signal.SIGTERM), self._on_signal)
 
     # -- one optimisation step -------------------------------------------------------
     def _autocast(self):
@@ -276,12 +344,34 @@ class Trainer:
         if cfg.train.resume:
             train_state.clean_partial(self.ckpt_dir)
             self.resume()
+            if self.step >= self.total_steps:
+                return self._already_done()
+        with self._stop_handlers():
+            return self._fit()
+
+    def _already_done(self) -> TrainSummary:
+        log.info("%s is already at step %d of %d: nothing to train", self.out, self.step, self.total_steps)
+        self.metrics.close()
+        saved = self.out / "summary.json"
+        if saved.exists():
+            data = json.loads(saved.read_text())
+            return TrainSummary(**{k: v for k, v in data.items() if k in TrainSummary.__dataclass_fields__})
+        return TrainSummary(steps=self.step, images=0, seconds=0.0, images_per_s=0.0, best_step=self.best[1],
+                            best_val_l2=None if math.isinf(self.best[0]) else self.best[0],
+                            skipped_samples=self.skipped, broken_shards=sorted(self.broken), out_dir=str(self.out))
+
+    def _fit(self) -> TrainSummary:
+        cfg = self.cfg
         self.student.train()
         accum = cfg.optim.grad_accum
         progress = _progress(self.total_steps, self.step, cfg.train.progress and self.dist.main)
         t0, images, last = time.perf_counter(), 0, {}
         if self.dist.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        if cfg.train.val_at_start and self.step == 0:  # the baseline the adapters must beat
+            val_l2 = self.validate()
+            self.metrics.write(0, {"val_l2": val_l2})
+            self._maybe_best(val_l2)
         while self.step < self.total_steps:
             ds = PairStream(self.datasets, cfg.data.weights, self.settings, batch_size=cfg.data.batch_size,
                             steps=self.steps_per_epoch, state=LoaderState(**self.loader_state.to_dict()),
@@ -291,7 +381,7 @@ class Trainer:
             micro = 0
             for batch in loader:
                 losses = self._micro_step(batch, 1.0 / accum)
-                self.skipped = max(self.skipped, int(batch["skipped"]))
+                self._count_faults(batch)
                 self.loader_state.batch += 1
                 images += batch["clean"].shape[0] * self.dist.world
                 micro += 1
@@ -304,32 +394,62 @@ class Trainer:
                     last = {k: float(v) for k, v in losses.items()} | norms
                     rate = images / (time.perf_counter() - t0)
                     self.metrics.write(self.step, last | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
-                                                         "skipped": self.skipped, "epoch": self.loader_state.epoch})
-                    progress.set_postfix(img_s=f"{rate:.1f}", **{k: f"{v:.4g}" for k, v in last.items() if k in ("distill", "adv", "disc")})
+                                                         "skipped": self._skipped(), "epoch": self.loader_state.epoch})
+                    progress.set_postfix(img_s=f"{rate:.3g}", **{k: f"{v:.4g}" for k, v in last.items() if k in ("distill", "adv", "disc")})
                 if self.step % cfg.train.val_every == 0 or self.step == self.total_steps:
                     val_l2 = self.validate()
                     self.metrics.write(self.step, {"val_l2": val_l2})
                     self._maybe_best(val_l2)
-                if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
+                saved = self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps
+                if saved:
                     self.save_checkpoint()
+                if distributed.any_true(self._stop_signal is not None, self.dist.device, self.dist.world):
+                    if not saved:
+                        self.save_checkpoint()
+                    progress.close()
+                    self.metrics.close()
+                    raise TrainingInterrupted(f"stopped at step {self.step} of {self.total_steps}; checkpoint "
+                                              f"{train_state.latest(self.ckpt_dir)}; continue with --resume")
                 if self.step >= self.total_steps:
                     break
             if self.loader_state.batch >= self.steps_per_epoch:
                 self.loader_state.epoch += 1
                 self.loader_state.batch = 0
+                self._end_epoch_faults()
         progress.close()
         seconds = time.perf_counter() - t0
+        skipped = int(distributed.reduce_sum([float(self._skipped())], self.dist.device, self.dist.world)[0])
+        broken = distributed.union(self.broken, self.dist.world)
         if self.dist.main:
             save_adapters(self.out / "final", self.student, extra={"step": self.step})
         summary = TrainSummary(
             steps=self.step, images=images, seconds=seconds, images_per_s=images / max(seconds, 1e-9),
             final_losses=last, best_val_l2=None if math.isinf(self.best[0]) else self.best[0],
-            best_step=self.best[1], skipped_samples=self.skipped, out_dir=str(self.out),
-            peak_memory_gb=torch.cuda.max_memory_allocated() / 2**30 if self.dist.device.type == "cuda" else None)
+            best_step=self.best[1], skipped_samples=skipped, broken_shards=sorted(broken), out_dir=str(self.out),
+            peak_memory_gb=_peak_memory_gb(self.dist.device))
         if self.dist.main:
             (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
         self.metrics.close()
         return summary
+
+
+@contextmanager
+def _signal_handlers(signums, handler):
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    """Peak CUDA memory allocated, or on CPU the process's peak resident set (rank 0's)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -346,4 +466,4 @@ def train(cfg: TrainConfig) -> TrainSummary:
         distributed.shutdown()
 
 
-__all__ = ["Trainer", "TrainSummary", "TrainingDiverged", "train", "load_adapters"]
+__all__ = ["Trainer", "TrainSummary", "TrainingDiverged", "TrainingInterrupted", "train", "load_adapters"]

@@ -51,6 +51,8 @@ def report(out: Path, dataset: Path, summary: dict) -> str:
         *[f"| {m['step']} | {m['distill']:.4f} | {m.get('adv', float('nan')):.4f} | {m.get('disc', float('nan')):.4f} |"
           for m in losses],
         "",
+        "Validation L2 on held-out shards (corrected vs clean-teacher features): "
+        + ", ".join(f"step {m['step']}: {m['val_l2']:.5f}" for m in metrics if "val_l2" in m) + ".",
         f"Training: {summary['steps']} steps, {summary['images_per_s']:.1f} images/s on CPU, "
         f"best validation L2 {summary['best_val_l2']:.5f} at step {summary['best_step']}, "
         f"{summary['skipped_samples']} skipped samples.",

@@ -54,3 +54,13 @@ def dataset_bytes(root: Path) -> dict[str, bytes]:
         if p.is_file() and not rel.endswith(".stats.json") and not rel.startswith("masks/"):
             out[rel] = p.read_bytes()
     return out
+
+
+def slow_marker_task(task: tuple[str, int]) -> int:
+    """A distributor task that takes a while and leaves a file when it has finished."""
+    import time
+
+    folder, index = task
+    time.sleep(0.4)
+    (Path(folder) / f"done-{index}").write_text("ok")
+    return index

@@ -235,6 +235,8 @@ def test_rebuild_reuses_plan_and_masks_without_segmenting(photos, tmp_path, monk
     assert validate(new).ok
     with pytest.raises(BuildError, match="new --out"):
         rebuild(old, OTHER_RECIPE, old)
+    with pytest.raises(BuildError, match="does not exist"):
+        rebuild(tmp_path / "nope", OTHER_RECIPE, tmp_path / "other")
 
 
 def test_bad_input_fails_before_any_work(photos, reference, tmp_path):
@@ -271,6 +273,32 @@ def test_distributor_retries_then_reports_failures():
     assert "flaky" in out[1].error
 
 
+def test_ctrl_c_stops_the_pool_instead_of_draining_the_queue(tmp_path):
+    script = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored\n"
+        "from corruptor.distributor import run_shards\n"
+        "from tests.corruptor.build_fixtures import slow_marker_task\n"
+        "try:\n"
+        f"    run_shards([({str(tmp_path)!r}, i) for i in range(20)], slow_marker_task, workers=2)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob("done-*")):
+        time.sleep(0.02)
+    time.sleep(0.2)   # mid-task: the workers are busy, as they are during a real shard
+    before = len(list(tmp_path.glob("done-*")))
+    os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does: the whole group
+    assert proc.wait(timeout=60) == 130
+    time.sleep(1.0)   # a worker left running would keep adding markers
+    done = len(list(tmp_path.glob("done-*")))
+    # At most the two in flight may have finished meanwhile; queued tasks must not start.
+    assert done <= before + 2, f"{done} of 20 tasks ran ({before} at Ctrl-C): the queue was drained"
+
+
 def test_paired_layout_is_ingested_as_given_pairs(tmp_path):
     from PIL import Image
 
@@ -300,3 +328,60 @@ def test_cli_reports_usage_errors(tmp_path, capsys):
                  "--source", f"a={tmp_path / 'nope'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--target", "0", "argument --target: must be >= 1, got 0"),
+    ("--shard-size", "-3", "argument --shard-size: must be >= 1, got -3"),
+    ("--workers", "two", "argument --workers: 'two' is not an integer"),
+])
+def test_cli_rejects_bad_numbers_naming_the_flag(photos, tmp_path, capsys, flag, value, says):
+    from corruptor.cli import main
+
+    args = ["build", "--out", str(tmp_path / "x"), "--recipe", "maa-global", "--target", "3",
+            "--source", f"a={photos / 'a'}", flag, value]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_below_a_file_is_a_usage_error(photos, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BuildError, match="afile is a file, not a folder"):
+        build(config(photos, tmp_path / "afile" / "ds"))
+
+
+def test_resumed_build_reports_speed_of_this_run_only(photos, reference, tmp_path):
+    out = tmp_path / "ds"
+    shutil.copytree(reference[0], out)
+    (out / "shards" / "000001.stats.json").unlink()
+    report = build(config(photos, out))
+    assert (report.shards_run, report.ok, report.ok_run) == (1, TARGET, SHARD)
+    assert report.pairs_per_s == pytest.approx(SHARD / report.seconds)
+
+
+def test_png_encoding_is_lossless_and_deterministic():
+    rng = np.random.default_rng(0)
+    image = np.kron(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), np.ones((6, 5, 1), np.uint8))
+    image[::7] = rng.integers(0, 255, image[::7].shape, dtype=np.uint8)
+    data = worker.encode(image, "png")
+    import cv2
+
+    back = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(back, image) and worker.encode(image.copy(), "png") == data
+    mask = (image[..., 0] > 128).astype(np.uint8) * 255
+    assert np.array_equal(cv2.imdecode(np.frombuffer(worker.encode(mask, "png"), np.uint8), cv2.IMREAD_UNCHANGED), mask)
+
+
+def test_cli_mask_settings_carry_the_working_size():
+    from corruptor.cli import build_parser
+    from corruptor.commands.build_cmd import mask_settings
+
+    def settings(*extra):
+        return mask_settings(build_parser().parse_args(["build", "--out", "x", *extra]))
+
+    assert settings() is None
+    assert settings("--mask-max-side", "512") == {"kind": "felzenszwalb", "max_side": 512}
+    assert settings("--mask-source", "slic") == {"kind": "slic"}
+    assert settings("--precomputed-masks", "m.json")["kind"] == "precomputed"

@@ -90,6 +90,9 @@ def test_webdataset_shards_as_source(tmp_path):
     assert src.source_type == "webdataset" and len(src.items) == 6
     assert src.items[0].ref == "part-0.tar/s00.jpg"
     assert src.items[4].read() == png_bytes(11)
+    # An img2dataset output folder (shards only, no loose images) is the same source.
+    folder = scan_source(SourceSpec("wds", str(tmp_path)))
+    assert folder.source_type == "webdataset" and folder.items == src.items
 
 
 def test_paired_layout(tmp_path):

@@ -114,3 +114,25 @@ def test_stats_table_plots_and_cli(dataset, tmp_path, capsys):
     assert all(p.stat().st_size > 1000 for p in written)
     assert main(["stats", str(dataset), "--no-plots", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows"] == 12
+
+
+def test_stats_names_the_skip_reason_not_the_status():
+    from corruptor.stats import _reason
+
+    note = "skipped: no region in area range [0.02, 0.5] among 7 candidates"
+    assert _reason("skipped", note) == "no region in area range [0.02, 0.5] among N candidates"
+    assert _reason("failed", "truncated: OSError: image file is truncated") == "truncated"
+    assert _reason("failed", None) == "unknown"
+
+
+def test_garbled_done_marker_is_reported_not_raised(copy):
+    (copy / "shards" / "000000.stats.json").write_text("{not json")
+    report = validate(copy, decode=False)
+    assert not report.ok and any("000000.stats.json is unreadable" in e for e in report.errors)
+
+
+def test_tar_members_carry_no_pax_headers(dataset):
+    """Integer mtime/uid/gid: plain ustar members, no per-member PAX records."""
+    with tarfile.open(next((dataset / "shards").glob("*.tar"))) as tf:
+        members = tf.getmembers()
+    assert members and all(m.mtime == 0 and not m.pax_headers for m in members)

@@ -64,3 +64,15 @@ def test_lora_targets_only_vision_attention(tiny_models):
 def test_unknown_kind():
     with pytest.raises(ValueError, match=r"allowed: \['maa', 'mse_only', 'bottleneck', 'lora', 'full'\]"):
         make_student("prefix", None)
+
+
+def test_full_finetune_teacher_copy_is_bare(tmp_path):
+    """The frozen copy holds the blocks only: no hooks, so no hidden copy of the whole student."""
+    from maa_train.baselines import make_student
+    from maa_train.inject import load_vision_model
+    from tests.maa_train.tiny_models import save_tiny
+
+    model, info = load_vision_model(save_tiny("clip", tmp_path))
+    student = make_student("full", model, info=info)
+    assert all(not b._forward_pre_hooks and not b._forward_hooks for b in student.teacher_blocks)
+    assert any(b._forward_pre_hooks for b in student.blocks)

@@ -53,14 +53,22 @@ def test_corrupt_sample_skipped_or_raised(tmp_path):
         _keys(shards, batch=5, steps=2, workers=0, on_error="raise")
 
 
-def test_truncated_shard_is_survived(tmp_path):
+def test_truncated_shard_is_survived(tmp_path, caplog):
     write_shard(tmp_path / "a.tar", [f"a{i}" for i in range(5)])
     write_shard(tmp_path / "b.tar", [f"b{i}" for i in range(5)])
     data = (tmp_path / "b.tar").read_bytes()
     (tmp_path / "b.tar").write_bytes(data[: len(data) // 2])
     shards = resolve_shards(str(tmp_path / "*.tar"))
-    keys = [k for b in _keys(shards, batch=4, steps=3, workers=0) for k in b]
-    assert len(keys) == 12 and any(k.startswith("a") for k in keys)
+    state = LoaderState(seed=3, world=1, workers=1)
+    ds = PairStream([shards], None, SETTINGS, batch_size=4, steps=6, state=state, shuffle_buffer=5)
+    with caplog.at_level("WARNING", logger="maa_train.loader"):
+        batches = list(make_loader(ds, 0, pin_memory=False))
+    keys = [k for b in batches for k in b["keys"]]
+    assert len(keys) == 24 and any(k.startswith("a") for k in keys)
+    assert batches[-1]["broken_shards"] == [str(tmp_path / "b.tar")]
+    # The stream cycles over the broken tar several times; it is reported once, with what was read.
+    warnings = [r.getMessage() for r in caplog.records if "b.tar" in r.getMessage()]
+    assert len(warnings) == 1 and "after 2 samples" in warnings[0]
 
 
 def test_pair_consistent_crop():
@@ -75,6 +83,14 @@ def test_val_stream_reads_each_sample_once(tmp_path):
     shards = resolve_shards(str(write_dataset(tmp_path, [4, 3])))
     keys = [k for b in make_loader(ValStream(shards, SETTINGS, batch_size=3), 0, False) for k in b["keys"]]
     assert sorted(keys) == sorted({*keys}) and len(keys) == 7
+
+
+def test_val_max_samples_is_exact_over_ranks(tmp_path):
+    shards = resolve_shards(str(write_dataset(tmp_path, [6, 5])))
+    for cap in (1, 4, 5):
+        keys = [k for r in range(2) for b in make_loader(ValStream(shards, SETTINGS, batch_size=2, rank=r, world=2,
+                                                                 max_samples=cap), 0, False) for k in b["keys"]]
+        assert len(keys) == len(set(keys)) == cap
 
 
 def test_held_out_images_are_not_trained_on(tmp_path):
