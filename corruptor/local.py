@@ -102,12 +102,16 @@ def feather_alpha(mask: np.ndarray, feather: float) -> tuple[np.ndarray, tuple[i
     return alpha, (y0, y1, x0, x1)
 
 
-def composite(base: np.ndarray, corrupted: np.ndarray, mask: np.ndarray, feather: float) -> np.ndarray:
-    """``base`` with ``corrupted`` blended in through the feathered ``mask``."""
+def composite(base: np.ndarray, corrupted: np.ndarray, mask: np.ndarray, feather: float,
+              touched: np.ndarray | None = None) -> np.ndarray:
+    """``base`` with ``corrupted`` blended in through the feathered ``mask``; pixels with
+    non-zero alpha (region plus feather band) are set in ``touched`` when given."""
     out = base.copy()
     if not mask.any():
         return out
     alpha, (y0, y1, x0, x1) = feather_alpha(mask, feather)
+    if touched is not None:
+        touched[y0:y1, x0:x1] |= alpha > 0
     sub, cor = base[y0:y1, x0:x1], corrupted[y0:y1, x0:x1]
     # alpha 0 keeps the input and alpha 1 takes the corrupted pixel as they are; only
     # the band in between goes through floats
@@ -124,8 +128,9 @@ def apply_regions(image: np.ndarray, masks: Sequence[np.ndarray], feather: float
                   run_ops: RunOps) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
     """Corrupt each region in turn; ``run_ops(image, j)`` draws and applies region j's ops.
 
-    Returns the image, the region records and the uint8 0/255 union of regions that
-    got at least one op (``None`` when none did).
+    Returns the image, the region records and the uint8 0/255 union of the pixels the
+    regions that got at least one op may change, feather bands included (``None`` when
+    none did): outside it the local stage left the image bit-identical.
     """
     regions: list[dict] = []
     union = np.zeros(image.shape[:2], bool)
@@ -133,8 +138,7 @@ def apply_regions(image: np.ndarray, masks: Sequence[np.ndarray], feather: float
         corrupted, ops = run_ops(image, j)
         if not ops:  # the region's node drew nothing (p < 1): not a corrupted region
             continue
-        image = composite(image, corrupted, mask, feather)
-        union |= mask
+        image = composite(image, corrupted, mask, feather, touched=union)
         first = ops[0]
         regions.append({
             "rle": rle.encode(mask), "area": int(np.count_nonzero(mask)), "bbox": bbox(mask),

@@ -150,8 +150,10 @@ def _read_tar_member(path: str, offset: int, size: int) -> bytes:
 def _encode_png(image) -> bytes:
     from PIL import Image
 
+    # Generated images exist as bytes only to be hashed and decoded again by the worker:
+    # the fastest lossless level is enough.
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

@@ -39,8 +39,9 @@ def token_set(features: torch.Tensor, mode: TokenMode = "pooled", per_image: int
     raise ValueError(f"token mode must be pooled, sampled or all, got {mode!r}")
 
 
-def _check(x: torch.Tensor, y: torch.Tensor, name: str, min_rows: int, paired: bool = False):
-    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1] and not paired:
+def _check(x: torch.Tensor, y: torch.Tensor, name: str, min_rows: int, paired: bool = False,
+           same_width: bool = True):
+    if x.dim() != 2 or y.dim() != 2 or (same_width and x.shape[1] != y.shape[1]):
         raise ValueError(f"{name}: expected two [n, d] sets with equal d, got {tuple(x.shape)} and {tuple(y.shape)}")
     if paired and x.shape[0] != y.shape[0]:
         raise ValueError(f"{name}: paired sets need equal rows, got {x.shape[0]} and {y.shape[0]}")
@@ -114,7 +115,7 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    _check(x, y, "linear_cka", 2, paired=True)
+    _check(x, y, "linear_cka", 2, paired=True, same_width=False)  # CKA compares spaces of any widths
     x, y = _f64(x, y)
     x = x - x.mean(0, keepdim=True)
     y = y - y.mean(0, keepdim=True)

@@ -90,7 +90,8 @@ def register(sub):
     p.add_argument("--target", type=int_at_least(1), help="number of pairs to plan")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-size", type=int_at_least(1), default=256, help="samples per shard")
+    p.add_argument("--shard-size", type=int_at_least(1), default=None,
+                   help="samples per shard (default 256; 16 with --demo)")
     p.add_argument("--variants", type=int_at_least(1), default=None,
                    help="max degraded variants per image (default: as needed)")
     p.add_argument("--crops", type=int_at_least(1), default=1,
@@ -121,7 +122,7 @@ def run(args) -> int:
             specs = demo_sources(DEMO_OCR_PAGES)
             recipe = _demo_recipe()
             target = args.target or DEMO_TARGET
-            shard_size = args.shard_size if args.shard_size != 256 else 16
+            shard_size = args.shard_size or 16
         else:
             if not args.recipe:
                 raise UsageError("--recipe is required (or use --demo)")
@@ -134,7 +135,7 @@ def run(args) -> int:
             unknown = sorted(set(kinds) - {s.name for s in specs})
             if unknown:
                 raise UsageError(f"--source-kind names unknown source(s): {', '.join(unknown)}")
-            recipe, target, shard_size = args.recipe, args.target, args.shard_size
+            recipe, target, shard_size = args.recipe, args.target, args.shard_size or 256
         cfg = BuildConfig(recipe=recipe, sources=specs, out=args.out, target=target, seed=args.seed,
                           shard_size=shard_size, variants=args.variants, crops=args.crops,
                           distributor=args.distributor, workers=args.workers, retries=args.retries,

@@ -115,8 +115,12 @@ def test_recipe_local_stage_untouched_outside_band_and_rle_round_trip():
             assert region["op"] == "brightness" and region["severity"] == 5 and len(region["ops"]) == 1
             union |= decoded
         assert a.mask.dtype == np.uint8 and set(np.unique(a.mask)) <= {0, 255}
-        np.testing.assert_array_equal(a.mask > 0, union)
+        # mask.png covers the regions and their feather bands: every changed pixel is inside it
+        assert (a.mask[union] == 255).all() and (a.mask > 0).sum() > union.sum()
+        changed = (a.image != img).any(axis=2)
+        assert not changed[a.mask == 0].any()
         outside = distance_transform_edt(~union) >= band_reach(6)
+        assert not (a.mask > 0)[outside].any()
         np.testing.assert_array_equal(a.image[outside], img[outside])
         assert (a.image[union] != img[union]).any()
 

@@ -26,3 +26,13 @@ def test_known_coco_string():
 def test_bad_counts_rejected():
     with pytest.raises(ValueError, match="sum"):
         rle.decode({"size": [2, 2], "counts": [1, 1]})
+
+
+def test_long_runs_and_large_deltas_round_trip():
+    """Runs far apart in length exercise multi-chunk and negative deltas."""
+    mask = np.zeros((300, 257), bool)
+    mask[10:290, 5:6] = True
+    mask[:, 100:250] = True
+    mask[150, :] = False
+    enc = rle.encode(mask)
+    np.testing.assert_array_equal(rle.decode(enc), mask)

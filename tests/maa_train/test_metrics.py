@@ -84,3 +84,11 @@ def test_token_sets():
     s = metrics.token_set(f, "sampled", per_image=4, generator=torch.Generator().manual_seed(0))
     assert s.shape == (8, 3)
     assert all(any(torch.equal(r, t) for t in f[i // 4]) for i, r in enumerate(s))
+
+
+def test_width_checks():
+    with pytest.raises(ValueError, match="equal d"):
+        metrics.paired_mse(torch.zeros(3, 4), torch.zeros(3, 5))
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert metrics.linear_cka(x, torch.cat([x, x[:, :1]], dim=1)) == pytest.approx(
+        _np_cka(x.numpy(), torch.cat([x, x[:, :1]], dim=1).numpy()), rel=1e-10)
