@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import tarfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Literal
 
 import numpy as np
@@ -46,6 +46,21 @@ class LoaderState:
     seed: int = 0
     world: int = 1
     workers: int = 1
+    # Raw samples each virtual stream has read this epoch, skipped bad ones included: a
+    # batch that skipped a corrupt sample read more than batch_size of them.
+    raw: list[int] = field(default_factory=list)
+
+    def record(self, batch: dict) -> None:
+        """Account for one consumed batch."""
+        if len(self.raw) != self.workers:
+            self.raw = [0] * self.workers
+        self.raw[batch["stream"]] = int(batch["raw"])
+        self.batch += 1
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.batch = 0
+        self.raw = []
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,16 +219,20 @@ class PairStream(IterableDataset):
         start = st.batch
         # Physical worker w serves batches start+w, start+w+W, ...: those of virtual stream v.
         stream = (start + worker) % n_workers
-        done_before = len(range(stream, start, n_workers))  # batches of this stream already consumed
+        if st.raw:
+            consumed = st.raw[stream]
+        else:  # no per-stream record (start of an epoch, or an old checkpoint)
+            consumed = len(range(stream, start, n_workers)) * self.batch_size
         mine = len(range(start + worker, self.steps, n_workers))
         counters: dict = {"skipped": 0}
         raw = self._raw_stream(stream, counters)
-        for _ in range(done_before * self.batch_size):
+        for _ in range(consumed):
             next(raw)  # replay: the order is fixed, so skipping raw samples is exact
         for _ in range(mine):
             pairs, keys = [], []
             while len(pairs) < self.batch_size:
                 sample = next(raw)
+                consumed += 1
                 try:
                     pairs.append(self._tensor(sample))
                     keys.append(sample["__key__"])
@@ -225,7 +244,7 @@ class PairStream(IterableDataset):
                         log.warning("skipping a sample: %s%s", exc,
                                     " (further skips in this stream are only counted)" if counters["skipped"] == 10 else "")
             batch = torch.stack(pairs)
-            yield {"clean": batch[:, 0], "degraded": batch[:, 1], "keys": keys, "stream": stream,
+            yield {"clean": batch[:, 0], "degraded": batch[:, 1], "keys": keys, "stream": stream, "raw": consumed,
                    "skipped": counters["skipped"], "broken_shards": sorted(counters.get("warned_shards", ()))}
 
 

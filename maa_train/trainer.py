@@ -132,8 +132,10 @@ class Trainer:
         self.settings = ProcessorSettings.from_model_dir(cfg.model.path)
 
         w = self.dist.world
-        self.steps_per_epoch = cfg.data.steps_per_epoch or steps_per_epoch(self.datasets, cfg.data.batch_size, w)
         accum = cfg.optim.grad_accum
+        per_epoch = cfg.data.steps_per_epoch or steps_per_epoch(self.datasets, cfg.data.batch_size, w)
+        # Whole accumulation groups per epoch: no partial group's gradients leak into the next epoch.
+        self.steps_per_epoch = max(accum, per_epoch - per_epoch % accum)
         self.total_steps = cfg.train.max_steps or max(1, int(cfg.train.epochs * self.steps_per_epoch) // accum)
 
         o = cfg.optim
@@ -346,8 +348,11 @@ class Trainer:
             self.resume()
             if self.step >= self.total_steps:
                 return self._already_done()
-        with self._stop_handlers():
-            return self._fit()
+        try:
+            with self._stop_handlers():
+                return self._fit()
+        finally:
+            self.metrics.close()  # also when training raises (divergence, data errors)
 
     def _already_done(self) -> TrainSummary:
         log.info("%s is already at step %d of %d: nothing to train", self.out, self.step, self.total_steps)
@@ -382,7 +387,7 @@ class Trainer:
             for batch in loader:
                 losses = self._micro_step(batch, 1.0 / accum)
                 self._count_faults(batch)
-                self.loader_state.batch += 1
+                self.loader_state.record(batch)
                 images += batch["clean"].shape[0] * self.dist.world
                 micro += 1
                 if micro % accum:
@@ -413,8 +418,7 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
             if self.loader_state.batch >= self.steps_per_epoch:
-                self.loader_state.epoch += 1
-                self.loader_state.batch = 0
+                self.loader_state.next_epoch()
                 self._end_epoch_faults()
         progress.close()
         seconds = time.perf_counter() - t0

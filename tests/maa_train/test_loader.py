@@ -26,13 +26,28 @@ def test_resolve_counts_and_holdout(tmp_path):
         split_holdout(shards[:1], 0.05)
 
 
+def _run(shards, state, *, batch, steps, workers):
+    """Iterate from ``state`` the way the trainer does: record each consumed batch."""
+    ds = PairStream([shards], None, SETTINGS, batch_size=batch, steps=steps,
+                    state=LoaderState(**state.to_dict()), shuffle_buffer=5)
+    keys, snapshots = [], []
+    for b in make_loader(ds, workers, pin_memory=False):
+        keys.append(b["keys"])
+        state.record(b)
+        snapshots.append(LoaderState(**state.to_dict()))
+    return keys, snapshots
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_mid_epoch_continues_exactly(tmp_path, workers):
-    shards = resolve_shards(str(write_dataset(tmp_path, [6, 9, 4])))
-    full = _keys(shards, batch=3, steps=6, workers=workers)
+    # Two corrupt samples: batches that skip one read more raw samples than batch_size.
+    shards = resolve_shards(str(write_dataset(tmp_path, [6, 9, 4], corrupt={"s0-k001", "s1-k004"})))
+    fresh = LoaderState(seed=3, world=1, workers=max(1, workers))
+    full, snapshots = _run(shards, fresh, batch=3, steps=6, workers=workers)
     assert len(full) == 6 and all(len(k) == 3 for k in full)
-    for start in (1, 4):
-        assert _keys(shards, batch=3, steps=6, workers=workers, start=start) == full[start:]
+    for start in (1, 3, 4):
+        resumed, _ = _run(shards, snapshots[start - 1], batch=3, steps=6, workers=workers)
+        assert resumed == full[start:]
 
 
 def test_ranks_get_equal_batches_from_uneven_shards(tmp_path):

@@ -127,10 +127,11 @@ def test_corrupt_sample_is_skipped_and_counted(tiny_model, tmp_path):
 def test_nan_loss_stops_with_diagnostic(tiny_model, dataset, tmp_path):
     trainer = Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 4}))
     with torch.no_grad():
-        trainer.student.trainable_parameters()[0].fill_(float("nan"))
-    for p in trainer.student.adapters.parameters():
-        if p.dim() == 0:
-            p.fill_(1.0)  # open the gates so the NaN reaches the output
+        for name, p in trainer.student.adapters.named_parameters():
+            if "alpha" in name:
+                p.fill_(1.0)  # open the gates so the NaN below reaches the output
+            elif name.endswith("mlp.0.weight"):
+                p.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="non-finite"):
         trainer.fit()
     assert json.loads((tmp_path / "diverged.json").read_text())["keys"]
