@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from corruptor.normal import standard_normal
 from corruptor.op_params import generator, number
 from corruptor.registry import register, table_sampler
 
@@ -38,7 +39,7 @@ def _finish(values: np.ndarray) -> np.ndarray:
 def gaussian_noise(image: np.ndarray, params: dict) -> np.ndarray:
     """Additive zero-mean Gaussian noise, independent per pixel and channel."""
     sigma = number(params, "sigma", "gaussian_noise", low=0.0)
-    noise = generator(params, "gaussian_noise").standard_normal(image.shape, dtype=np.float32)
+    noise = standard_normal(generator(params, "gaussian_noise"), image.shape)
     noise *= np.float32(sigma * 255.0)
     noise += image
     return _finish(noise)
@@ -128,7 +129,7 @@ def impulse_noise(image: np.ndarray, params: dict) -> np.ndarray:
 def speckle_noise(image: np.ndarray, params: dict) -> np.ndarray:
     """Multiplicative Gaussian noise: bright values get proportionally more of it."""
     sigma = number(params, "sigma", "speckle_noise", low=0.0)
-    noise = generator(params, "speckle_noise").standard_normal(image.shape, dtype=np.float32)
+    noise = standard_normal(generator(params, "speckle_noise"), image.shape)
     noise *= np.float32(sigma)
     noise += np.float32(1.0)
     noise *= image

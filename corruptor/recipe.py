@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Sequence, Union
+from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 import yaml
@@ -309,7 +309,9 @@ class Recipe(_Strict):
     # -------------------------------------------------------- application
 
     def apply(self, image: np.ndarray, *, seed: int, key: str,
-              masks: Sequence[np.ndarray] | None = None) -> Applied:
+              masks: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]] | None = None) -> Applied:
+        """Apply the recipe. ``masks`` are the candidate regions, or a callable returning
+        them that is called only when the local stage runs."""
         image = to_rgb_uint8(image)
         regions_picked: list[np.ndarray] = []
         run_local = False
@@ -318,9 +320,12 @@ class Recipe(_Strict):
             if masks is None:
                 raise ValueError(f"recipe '{self.name}' has a local stage: pass masks= "
                                  "(a list of H x W bool arrays, possibly empty)")
-            masks = local_stage.check_masks(masks, image.shape[:2])
+            if not callable(masks):
+                masks = local_stage.check_masks(masks, image.shape[:2])
             local_rng = rng_for(seed, key, "local")
             if local_rng.random() < self.local.p:
+                if callable(masks):
+                    masks = local_stage.check_masks(masks(), image.shape[:2])
                 picked = local_stage.select_regions(masks, self.local.area, self.local.regions, local_rng)
                 if picked:
                     run_local = True

@@ -328,22 +328,32 @@ class _Skipped(SampleFailure):
 
 
 def _masks_for(item: SourceItem, sha: str, image: np.ndarray, geometry: Geometry, cfg: WorkerConfig):
-    """Masks of the full source image (that is what the cache keys on), mapped onto the crop."""
+    """Masks of the full source image (that is what the cache keys on), mapped onto the crop.
+
+    Every sample fills the cache, so a rebuild with another recipe never segments again.
+    When the masks are already cached, they are returned as a callable that the recipe
+    calls only if its local stage runs (reading and mapping them is a third of a sample's
+    cost otherwise).
+    """
     if cfg.mask_source is None or cfg.mask_root is None:
         raise SampleFailure("masks: the recipe has local ops but the build has no mask source", kind="permanent")
     from corruptor.mask_source import MaskError
 
     source, cache = _mask_cache(json.dumps(cfg.mask_source, sort_keys=True), cfg.mask_root)
-    try:
-        masks = cache.get_or_compute(source, sha, image)
-    except MaskError as exc:
-        raise SampleFailure(f"{getattr(exc, 'status', 'mask_error')}: {exc}") from None
-    out = []
-    for m in masks:
-        mm = geometry.apply(np.asarray(m, dtype=np.uint8), nearest=True).astype(bool)
-        if mm.any():
-            out.append(mm)
-    return out
+
+    def load() -> list[np.ndarray]:
+        try:
+            masks = cache.get_or_compute(source, sha, image)
+        except MaskError as exc:
+            raise SampleFailure(f"{getattr(exc, 'status', 'mask_error')}: {exc}") from None
+        out = []
+        for m in masks:
+            mm = geometry.apply(np.asarray(m, dtype=np.uint8), nearest=True).astype(bool)
+            if mm.any():
+                out.append(mm)
+        return out
+
+    return load if cache.has(sha) else load()
 
 
 # --- one shard -------------------------------------------------------------------------

@@ -165,3 +165,20 @@ def test_each_region_draws_its_own_op():
         drawn.add(tuple(r["op"] for r in a.regions))
         np.testing.assert_array_equal(replay(_image(), a.record()), a.image)
     assert any(len(set(ops)) > 1 for ops in drawn)
+
+
+def test_lazy_masks_are_read_only_when_the_local_stage_runs():
+    img = np.full((H, W, 3), 60, np.uint8)
+    masks = [_blob(12, 14, 7), _blob(28, 34, 8)]
+    calls = []
+
+    def lazy():
+        calls.append(1)
+        return masks
+
+    never = load_recipe({**LOCAL, "local": {**LOCAL["local"], "p": 0.0}})
+    assert never.apply(img, seed=0, key="a", masks=lazy).regions == [] and calls == []
+    always = load_recipe(LOCAL)
+    eager = always.apply(img, seed=0, key="a", masks=masks)
+    lazy_run = always.apply(img, seed=0, key="a", masks=lazy)
+    assert calls == [1] and np.array_equal(eager.image, lazy_run.image) and eager.regions == lazy_run.regions
