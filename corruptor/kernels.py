@@ -59,33 +59,30 @@ def _normalise(kernel: np.ndarray) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
-                    theta: float = 0.0) -> np.ndarray:
-    """Isotropic (``sigma_y`` None) or anisotropic Gaussian."""
+def _distance2(size: int, sigma_x: float, sigma_y: float | None, theta: float) -> np.ndarray:
+    """Checked arguments -> the squared Mahalanobis distance grid the kernel shapes share."""
     size = _check_size(size)
     sx = _check_positive("sigma_x", sigma_x)
     sy = sx if sigma_y is None else _check_positive("sigma_y", sigma_y)
-    return _normalise(np.exp(-0.5 * _quadratic_form(size, sx, sy, float(theta))))
+    return _quadratic_form(size, sx, sy, float(theta))
+
+
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
+                    theta: float = 0.0) -> np.ndarray:
+    """Isotropic (``sigma_y`` None) or anisotropic Gaussian."""
+    return _normalise(np.exp(-0.5 * _distance2(size, sigma_x, sigma_y, theta)))
 
 
 def generalized_gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
                                 theta: float = 0.0, beta: float = 1.0) -> np.ndarray:
     """exp(-0.5 d^beta): beta < 1 gives heavier tails, beta > 1 a flatter top than a Gaussian."""
-    size = _check_size(size)
-    sx = _check_positive("sigma_x", sigma_x)
-    sy = sx if sigma_y is None else _check_positive("sigma_y", sigma_y)
-    b = _check_positive("beta", beta)
-    return _normalise(np.exp(-0.5 * _quadratic_form(size, sx, sy, float(theta)) ** b))
+    return _normalise(np.exp(-0.5 * _distance2(size, sigma_x, sigma_y, theta) ** _check_positive("beta", beta)))
 
 
 def plateau_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
                    theta: float = 0.0, beta: float = 1.0) -> np.ndarray:
     """1 / (1 + d^beta): a flat top with polynomial tails."""
-    size = _check_size(size)
-    sx = _check_positive("sigma_x", sigma_x)
-    sy = sx if sigma_y is None else _check_positive("sigma_y", sigma_y)
-    b = _check_positive("beta", beta)
-    return _normalise(1.0 / (1.0 + _quadratic_form(size, sx, sy, float(theta)) ** b))
+    return _normalise(1.0 / (1.0 + _distance2(size, sigma_x, sigma_y, theta) ** _check_positive("beta", beta)))
 
 
 def sinc_kernel(size: int, omega_c: float) -> np.ndarray:

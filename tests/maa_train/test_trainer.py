@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from maa_train.config import ConfigError, load_config
 from maa_train.trainer import Trainer, TrainingDiverged
+from tests.maa_train.evalkit import train_config
 from tests.maa_train.shardkit import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,15 +36,11 @@ def dataset(tmp_path_factory):
 
 
 def _cfg(model, data, out, **over):
-    base = {
-        "model": {"path": str(model)},
-        "adapter": {"bottleneck": 16, "attn_dim": 16, "heads": 2},
-        "discriminator": {"width": 32, "blocks": 1},
-        "optim": {"adapter_lr": 3e-3, "disc_lr": 1e-3, "warmup_frac": 0.0},
-        "data": {"train": [str(data)], "val_fraction": 0.25, "batch_size": 4, "workers": 0, "shuffle_buffer": 4},
-        "train": {"max_steps": 8, "precision": "fp32", "device": "cpu", "deterministic": True, "log_every": 1,
-                  "val_every": 4, "ckpt_every": 2, "out_dir": str(out), "progress": False},
-    }
+    base = train_config(model, data, out)
+    base["adapter"].update(bottleneck=16, attn_dim=16)
+    base["discriminator"]["width"] = 32
+    base["data"]["val_fraction"] = 0.25
+    base["train"].update(max_steps=8, val_every=4, ckpt_every=2)
     return load_config(base=base, overrides=[f"{k}={v}" for k, v in over.items()])
 
 
