@@ -22,31 +22,34 @@ def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def _op_counts(dataset: Path) -> collections.Counter:
-    counts: collections.Counter = collections.Counter()
+def _family_counts(dataset: Path) -> tuple[collections.Counter, collections.Counter]:
+    """Pairs per corruption family, for whole-image ops and for ops inside regions."""
+    from corruptor.registry import get_op
+
+    whole: collections.Counter = collections.Counter()
+    local: collections.Counter = collections.Counter()
     for manifest in sorted((dataset / "shards").glob("*.parquet")):
-        table = pq.read_table(manifest).to_pylist()
-        for row in table:
-            if row.get("status") != "ok":
+        for row in pq.read_table(manifest, columns=["status", "ops_json"]).to_pylist():
+            if row["status"] != "ok" or not row["ops_json"]:
                 continue
-            ops = row.get("ops") or ""
-            for op in (ops if isinstance(ops, list) else str(ops).split(",")):
-                if op:
-                    counts[str(op).strip()] += 1
-    return counts
+            ops = json.loads(row["ops_json"])
+            whole.update({get_op(o["op"]).family for o in ops if "region" not in o})
+            local.update({get_op(o["op"]).family for o in ops if "region" in o})
+    return whole, local
 
 
 def report(out: Path, dataset: Path, summary: dict) -> str:
     meta = json.loads((dataset / "dataset.json").read_text())
     metrics = [json.loads(x) for x in (Path(summary["out_dir"]) / "metrics.jsonl").read_text().splitlines()]
     losses = [m for m in metrics if "distill" in m]
-    ops = _op_counts(dataset)
+    whole, local = _family_counts(dataset)
     lines = [
         "# MAA demo report", "",
         f"Dataset: `{dataset}` — recipe `{meta.get('recipe', {}).get('name', '?')}` "
         f"(hash {meta.get('recipe_hash', '?')}), counts {json.dumps(meta.get('counts', {}))}, "
         f"{len(meta.get('shards', []))} shards.", "",
-        "Most frequent ops: " + ", ".join(f"{k} ({v})" for k, v in ops.most_common(8)), "",
+        "Pairs per corruption family — whole image: " + ", ".join(f"{k} {v}" for k, v in whole.most_common())
+        + "; inside regions: " + ", ".join(f"{k} {v}" for k, v in local.most_common()) + ".", "",
         "| step | distill | adv | disc |", "|---|---|---|---|",
         *[f"| {m['step']} | {m['distill']:.4f} | {m.get('adv', float('nan')):.4f} | {m.get('disc', float('nan')):.4f} |"
           for m in losses],
