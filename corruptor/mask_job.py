@@ -1,37 +1,50 @@
 """The mask stage at scale: fill a dataset's mask cache for every source image.
 
-Reader (list + hash files), worker (`MaskWorker`: load, segment, write the cache) and two
-distributors with one signature: ``local`` (in-process, for small runs and tests) and
-``ray`` (Ray Data; SAM2 as an actor pool with one GPU per actor, scikit-image sources as
-CPU tasks). Images already in the cache are skipped before anything is scheduled, so a
-stopped job resumes where it left off.
+Reader (scan the build's sources, hash each item's bytes), worker (`MaskWorker`: read,
+decode, segment, write the cache) and two distributors with one signature: ``local``
+(in-process, for small runs and tests) and ``ray`` (Ray Data; SAM2 as an actor pool with
+one GPU per actor, scikit-image sources as CPU tasks). Images already in the cache are
+skipped before anything is scheduled, so a stopped job resumes where it left off.
+
+Sources are the build's own (`corruptor.sources`): folders, path lists, WebDataset tars,
+ref/dis pair folders, synthetic and embedded images. Each item is hashed from the bytes
+its locator reads, the same bytes the build's worker hashes, so the build finds every
+mask computed here under the same key.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from corruptor.mask_cache import MaskCache
 from corruptor.mask_source import MaskError, MaskSourceConfig, make_mask_source, validate
-from corruptor.writer import file_sha256
+from corruptor.sources import Locator, SourceItem, SourceSpec, scan_sources
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 Distributor = Literal["local", "ray"]
+ITEM_FIELDS: tuple[str, ...] = ("source", "ref", "path", "locator", "sha256")
+# Reading these is I/O (plain files, tar members), so several readers overlap their waits.
+# Generated images (synthetic pages, embedded photos) are rendered one at a time: the
+# page renderer shares font objects that are not safe across threads.
+_THREADED_READS = frozenset({"file", "tar"})
+_READ_THREADS = 8
 
 
 @dataclass(frozen=True)
 class ImageItem:
     source: str
-    path: str  # absolute
-    relpath: str  # inside its source folder, '/'-separated
+    ref: str  # the item's id inside its source (relative path, tar member, page id)
+    path: str  # what a person can look up: the file's absolute path, else source:ref
+    locator: str  # the item's `Locator.to_list()` as JSON: plain strings ship to any worker
     sha256: str
 
 
@@ -49,34 +62,79 @@ class MaskJobReport:
             self.failures.append(row)
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under a folder, recursively, in a stable order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"source folder '{folder}' does not exist")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def as_specs(sources: Sequence[SourceSpec] | Mapping[str, str | Path]) -> list[SourceSpec]:
+    """Source specs as the build takes them; a ``{name: path}`` mapping is read as plain specs."""
+    if isinstance(sources, Mapping):
+        return [SourceSpec(name, str(path)) for name, path in sources.items()]
+    return list(sources)
 
 
-def collect(sources: dict[str, Path]) -> list[ImageItem]:
-    """All images of all sources; one item per distinct content (sha256)."""
+def display_path(item: SourceItem) -> str:
+    if item.locator.type == "file":
+        return str(Path(item.locator.args[0]).resolve())
+    return f"{item.source}:{item.ref}"
+
+
+def _sha_of(locator: Locator) -> str:
+    return hashlib.sha256(locator.read()).hexdigest()
+
+
+def collect(sources: Sequence[SourceSpec] | Mapping[str, str | Path], progress: bool = False
+            ) -> tuple[list[ImageItem], list[dict]]:
+    """(one item per distinct content, rows of items whose bytes could not be read).
+
+    Paired items are hashed (and later segmented) by their reference image: that is the
+    image the build keys its masks on. Raises `SourceError` for a missing or empty source.
+    """
+    from tqdm import tqdm
+
+    scanned = [it for src in scan_sources(as_specs(sources)) for it in src.items]
+
+    def hash_one(item: SourceItem) -> str | Exception:
+        try:
+            return _sha_of(item.locator)
+        except Exception as exc:  # an unreadable file or tar member is that item's status
+            return exc
+
+    threaded = [it for it in scanned if it.locator.type in _THREADED_READS]
+    shas: dict[int, str | Exception] = {}
+    with tqdm(total=len(scanned), desc="hashing sources", unit="img", disable=not progress) as bar:
+        with ThreadPoolExecutor(max_workers=min(_READ_THREADS, os.cpu_count() or 1)) as pool:
+            for it, sha in zip(threaded, pool.map(hash_one, threaded)):
+                shas[id(it)] = sha
+                bar.update(1)
+        for it in scanned:
+            if id(it) not in shas:
+                shas[id(it)] = hash_one(it)
+                bar.update(1)
     seen: set[str] = set()
-    items = []
-    for name, folder in sources.items():
-        for p in list_images(folder):
-            sha = file_sha256(p)
-            if sha in seen:
-                continue
-            seen.add(sha)
-            items.append(ImageItem(name, str(p.resolve()), p.relative_to(folder).as_posix(), sha))
-    return items
+    items, failures = [], []
+    for it in scanned:  # scan order, so the first of several identical images wins
+        sha = shas[id(it)]
+        if isinstance(sha, Exception):
+            failures.append({"sha256": "", "path": display_path(it), "status": "unreadable", "count": 0,
+                             "error": f"{type(sha).__name__}: {sha}"})
+            continue
+        if sha in seen:
+            continue
+        seen.add(sha)
+        items.append(ImageItem(it.source, it.ref, display_path(it), json.dumps(it.locator.to_list()), sha))
+    return items, failures
 
 
-def load_image(path: str) -> np.ndarray:
-    """Decoded exactly as the dataset build decodes (EXIF orientation included), so the
-    masks cached here have the size the build asks for."""
+def read_image(locator_json: str, sha256: str | None = None) -> np.ndarray:
+    """Read through the locator and decode exactly as the dataset build decodes (EXIF
+    orientation included), so the masks cached here have the size the build asks for.
+
+    With ``sha256``, bytes that no longer hash to it (the file changed after the scan)
+    raise instead of being cached under a key that is not theirs.
+    """
     from corruptor.decode import decode_image
 
-    return np.ascontiguousarray(decode_image(Path(path).read_bytes()).image)
+    data = Locator.from_list(json.loads(locator_json)).read()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError("content changed since the job hashed it; run the job again")
+    return np.ascontiguousarray(decode_image(data).image)
 
 
 class MaskWorker:
@@ -95,12 +153,13 @@ class MaskWorker:
         images, slots = [], []
         for i, it in enumerate(items):
             try:
-                images.append(load_image(it["path"]))
+                images.append(read_image(it["locator"], it["sha256"]))
                 slots.append(i)
-            except Exception as exc:  # any decoder failure is that image's status, not the job's
+            except Exception as exc:  # any read or decode failure is that image's status, not the job's
                 rows[i] = _row(it, "unreadable", 0, f"{type(exc).__name__}: {exc}")
-        keys = [[items[i]["sha256"], f"{items[i]['source']}/{items[i]['relpath']}", items[i]["relpath"],
-                 Path(items[i]["relpath"]).name] for i in slots]
+        # Precomputed masks may be keyed by sha256, source/ref, ref or file name.
+        keys = [[items[i]["sha256"], f"{items[i]['source']}/{items[i]['ref']}", items[i]["ref"],
+                 Path(items[i]["ref"]).name] for i in slots]
         outcomes = self.source.generate(images, keys) if images else []
         for i, image, outcome in zip(slots, images, outcomes):
             it = items[i]
@@ -113,7 +172,7 @@ class MaskWorker:
 
     def __call__(self, batch: dict) -> dict:
         n = len(batch["sha256"])
-        items = [{k: str(batch[k][i]) for k in ("source", "path", "relpath", "sha256")} for i in range(n)]
+        items = [{k: str(batch[k][i]) for k in ITEM_FIELDS} for i in range(n)]
         rows = self.process(items)
         return {k: [r[k] for r in rows] for k in ("sha256", "path", "status", "count", "error")}
 
@@ -163,14 +222,21 @@ def run_ray(items: list[dict], cfg: MaskSourceConfig, masks_root: Path, on_rows:
         on_rows([{k: (int(batch[k][i]) if k == "count" else str(batch[k][i])) for k in batch} for i in range(n)])
 
 
-def run_mask_job(sources: dict[str, Path], cfg: MaskSourceConfig, out_dir: Path, distributor: Distributor = "local",
-                 progress: bool = True, ray_init: dict | None = None) -> MaskJobReport:
-    """Fill ``out_dir/masks`` for every image of ``sources``; returns per-status counts."""
+def run_mask_job(sources: Sequence[SourceSpec] | Mapping[str, str | Path], cfg: MaskSourceConfig, out_dir: Path,
+                 distributor: Distributor = "local", progress: bool = True, ray_init: dict | None = None
+                 ) -> MaskJobReport:
+    """Fill ``out_dir/masks`` for every image of ``sources`` (the build's source specs, or
+    ``{name: path}``); returns per-status counts. Raises `MaskError` for unusable mask
+    settings and `SourceError` for an unusable source, both before any segmentation."""
+    if distributor not in ("local", "ray"):
+        raise ValueError(f"unknown distributor '{distributor}'; allowed: local, ray")
     validate(cfg)  # bad checkpoint / config fails here, before any image is read
     masks_root = Path(out_dir) / "masks"
     cache = MaskCache(masks_root, cfg)
-    all_items = collect(sources)
-    report = MaskJobReport(settings_hash=cache.settings_hash, total=len(all_items))
+    all_items, unreadable = collect(sources, progress=progress)
+    report = MaskJobReport(settings_hash=cache.settings_hash, total=len(all_items) + len(unreadable))
+    for row in unreadable:
+        report.add(row)
     todo = [asdict(it) for it in all_items if not cache.has(it.sha256)]
     report.skipped_cached = len(all_items) - len(todo)
     if todo:
@@ -187,10 +253,8 @@ def run_mask_job(sources: dict[str, Path], cfg: MaskSourceConfig, out_dir: Path,
         try:
             if distributor == "local":
                 run_local(todo, cfg, masks_root, on_rows)
-            elif distributor == "ray":
-                run_ray(todo, cfg, masks_root, on_rows, ray_init=ray_init)
             else:
-                raise ValueError(f"unknown distributor '{distributor}'; allowed: local, ray")
+                run_ray(todo, cfg, masks_root, on_rows, ray_init=ray_init)
         finally:
             bar.close()
     _write_report(cache, report)

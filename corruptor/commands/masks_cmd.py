@@ -15,7 +15,9 @@ def register(sub) -> None:
                     f"Without a SAM2 checkpoint the default source is {FALLBACK_SOURCES[0]} (CPU, no weights).",
     )
     p.add_argument("--source", action="append", required=True, metavar="NAME=PATH",
-                   help="a named folder of images (searched recursively); repeatable")
+                   help="the build's sources: folder, .txt/.parquet list, .tar shards (glob), {ref,dis} pair "
+                        "folder, embedded:photos or synthetic:ocr[:count]; a :weight suffix is accepted and "
+                        "ignored, so a build's --source arguments can be reused as they are; repeatable")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder; masks go to DIR/masks")
     p.add_argument("--mask-source", choices=MASK_SOURCE_KINDS, default=None,
                    help="default: sam2 when --sam2-checkpoint is given, else felzenszwalb")
@@ -42,20 +44,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_sources(specs: list[str]) -> dict[str, Path]:
+def parse_sources(specs: list[str]):
+    """``--source`` values parsed exactly as ``corruptor build`` parses them (list of `SourceSpec`)."""
     from corruptor.cli import UsageError
+    from corruptor.sources import SourceError, parse_source_arg
 
-    sources: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise UsageError(f"--source expects NAME=PATH, got '{spec}'")
-        if name in sources:
-            raise UsageError(f"--source name '{name}' given twice")
-        if not Path(path).is_dir():
-            raise UsageError(f"--source {name}: folder '{path}' does not exist")
-        sources[name] = Path(path)
-    return sources
+    try:
+        return [parse_source_arg(spec) for spec in specs]
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace):
@@ -87,12 +84,13 @@ def run(args: argparse.Namespace) -> int:
     from corruptor.cli import UsageError
     from corruptor.mask_job import run_mask_job
     from corruptor.mask_source import MaskError
+    from corruptor.sources import SourceError
 
     sources = parse_sources(args.source)
     cfg = config_from_args(args)
     try:
         report = run_mask_job(sources, cfg, args.out, distributor=args.distributor, progress=not args.no_progress)
-    except MaskError as exc:
+    except (MaskError, SourceError) as exc:
         raise UsageError(str(exc)) from None
     done = ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items())) or "nothing to do"
     print(f"masks {cfg.kind} [{report.settings_hash}] in {Path(args.out) / 'masks'}: {report.total} images, "

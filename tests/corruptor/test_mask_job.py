@@ -5,8 +5,11 @@ from PIL import Image
 
 from corruptor.cli import main
 from corruptor.mask_cache import MaskCache
-from corruptor.mask_job import file_sha256, run_mask_job
+from corruptor.mask_job import run_mask_job
 from corruptor.mask_source import MaskSourceConfig
+from corruptor.writer import file_sha256
+
+from .build_fixtures import LOCAL_RECIPE, MASKS, make_photos
 
 
 @pytest.fixture
@@ -55,6 +58,49 @@ def test_masks_command_refuses_bad_checkpoint_before_work(image_folder, tmp_path
 def test_masks_command_bad_source_spec(tmp_path, capsys):
     assert main(["masks", "--source", "nofolder", "--out", str(tmp_path)]) == 2
     assert "NAME=PATH" in capsys.readouterr().err
+    assert main(["masks", "--source", f"gone={tmp_path / 'missing'}", "--out", str(tmp_path / "ds"),
+                 "--distributor", "local"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_masks_job_fills_the_cache_a_build_of_the_same_sources_reads(tmp_path, monkeypatch):
+    """Tar shards and synthetic pages: every image the build masks is found in the cache."""
+    import pyarrow.parquet as pq
+    from webdataset import TarWriter
+
+    from corruptor import mask_skimage, worker
+    from corruptor.build import BuildConfig, build
+    from corruptor.sources import parse_source_arg
+
+    photos = make_photos(tmp_path / "photos", 4, seed=3, sub=False)
+    with TarWriter(str(tmp_path / "part-0.tar"), encoder=False) as tw:
+        for i, p in enumerate(photos):
+            tw.write({"__key__": f"s{i}", "png": p.read_bytes(), "json": b"{}"})
+        tw.write({"__key__": "dup", "png": photos[0].read_bytes()})  # same content: segmented once
+    specs = [parse_source_arg(f"web={tmp_path / 'part-*.tar'}:2"), parse_source_arg("ocr=synthetic:ocr:2")]
+    cfg = MaskSourceConfig.model_validate(MASKS)
+    out = tmp_path / "ds"
+    calls = []
+    real = mask_skimage.SkimageMaskSource.generate
+
+    def counting(self, images, keys=None):
+        calls.append(len(images))
+        return real(self, images, keys)
+
+    monkeypatch.setattr(mask_skimage.SkimageMaskSource, "generate", counting)
+    report = run_mask_job(specs, cfg, out, distributor="local", progress=False)
+    assert report.total == 6 and report.statuses == {"ok": 6} and sum(calls) == 6
+
+    calls.clear()
+    worker._mask_cache.cache_clear()
+    built = build(BuildConfig(recipe=LOCAL_RECIPE, sources=specs, out=out, target=8, shard_size=8, seed=1,
+                              mask_source=MASKS))
+    assert calls == [] and built.ok == 8
+    rows = [r for m in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(m).to_pylist()]
+    cache = MaskCache(out / "masks", cfg)
+    assert {r["source"] for r in rows} == {"web", "ocr"} and max(r["n_regions"] for r in rows) > 0
+    assert all(cache.has(r["sha256"]) for r in rows)
+    assert run_mask_job(specs, cfg, out, distributor="local", progress=False).skipped_cached == 6
 
 
 def test_masks_job_on_ray(image_folder, tmp_path):
@@ -69,3 +115,29 @@ def test_masks_job_on_ray(image_folder, tmp_path):
     assert report.statuses == {"ok": 2, "mask_too_small": 1, "unreadable": 1}
     cache = MaskCache(out / "masks", cfg)
     assert cache.get(file_sha256(image_folder / "a.png"), (48, 64)) is not None
+
+
+def test_paired_sources_mask_the_reference_and_changed_files_are_not_cached(tmp_path, rgb_image):
+    from corruptor.mask_job import MaskWorker, collect
+
+    make_photos(tmp_path / "pairs" / "ref", 2, seed=4, sub=False)
+    make_photos(tmp_path / "pairs" / "dis", 2, seed=5, sub=False)
+    cfg = MaskSourceConfig.model_validate(MASKS)
+    out = tmp_path / "ds"
+    report = run_mask_job({"pairs": tmp_path / "pairs"}, cfg, out, distributor="local", progress=False)
+    assert report.statuses == {"ok": 2}
+    cache = MaskCache(out / "masks", cfg)
+    for name in ("img000.png", "img001.png"):
+        assert cache.has(file_sha256(tmp_path / "pairs" / "ref" / name))
+        assert not cache.has(file_sha256(tmp_path / "pairs" / "dis" / name))
+    # A file rewritten between hashing and segmenting is that image's status, never a
+    # cache entry under the old content's key.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    Image.fromarray(rgb_image).save(folder / "a.png")
+    items, unreadable = collect({"f": folder})
+    assert unreadable == [] and len(items) == 1
+    Image.fromarray(rgb_image[::-1].copy()).save(folder / "a.png")
+    [row] = MaskWorker(cfg.model_dump_json(), str(out / "masks")).process([vars(items[0])])
+    assert row["status"] == "unreadable" and "changed" in row["error"]
+    assert not cache.has(items[0].sha256)
