@@ -45,4 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m corruptor.cli`: dispatch through the imported module, whose
+    # UsageError is the one the commands raise (this file is a second module here).
+    from corruptor.cli import main as _main
+
+    sys.exit(_main())
