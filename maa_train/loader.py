@@ -249,7 +249,7 @@ class PairStream(IterableDataset):
 
 
 class ValStream(IterableDataset):
-    """Held-out pairs, each read once, centre-cropped; split over ranks and workers by shard."""
+    """Held-out pairs, each read once, centre-cropped; split over ranks and workers."""
 
     def __init__(self, shards: list[ShardInfo], settings: ProcessorSettings, *, batch_size: int,
                  rank: int = 0, world: int = 1, max_samples: int | None = None, with_meta: bool = False):
@@ -273,8 +273,12 @@ class ValStream(IterableDataset):
                 out["meta"] = metas
             return out
 
-        for i, sample in enumerate(s for shard in self.shards for s in iter_raw_samples(shard.url, counters)):
-            if i % slots != slot:
+        # Enough shards: each slot reads only its own shards. Otherwise (or with a sample
+        # cap, whose quotas need one global order) every slot reads all and keeps its share.
+        by_shard = self.max_samples is None and len(self.shards) >= slots
+        shards = self.shards[slot::slots] if by_shard else self.shards
+        for i, sample in enumerate(s for shard in shards for s in iter_raw_samples(shard.url, counters)):
+            if not by_shard and i % slots != slot:
                 continue
             if self.max_samples is not None and seen >= quota:
                 break

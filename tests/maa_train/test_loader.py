@@ -128,3 +128,12 @@ def test_held_out_images_are_not_trained_on(tmp_path):
                     exclude_groups=groups)
     keys = {k for b in make_loader(ds, 0, False) for k in b["keys"]}
     assert keys == {"img3-v0-c0"}
+
+
+def test_val_stream_splits_by_shard_over_ranks(tmp_path):
+    shards = resolve_shards(str(write_dataset(tmp_path, [4, 3, 2])))
+    per_rank = [[k for b in make_loader(ValStream(shards, SETTINGS, batch_size=2, rank=r, world=2), 0, False)
+                 for k in b["keys"]] for r in range(2)]
+    assert sorted(per_rank[0] + per_rank[1]) == sorted({*per_rank[0], *per_rank[1]}) and len(per_rank[0] + per_rank[1]) == 9
+    # whole shards per rank: rank 0 has shards 0 and 2, rank 1 shard 1
+    assert {k.split("-")[0] for k in per_rank[0]} == {"s0", "s2"} and {k.split("-")[0] for k in per_rank[1]} == {"s1"}
