@@ -108,8 +108,10 @@ def load_vision_model(
 ) -> tuple[nn.Module, ModelInfo]:
     """Load a checkpoint folder with the real `from_pretrained` and describe its vision side.
 
-    For LLaVA models the language model and LM head are dropped after loading unless
-    `keep_language_model`: training only needs the tower and the projector.
+    For LLaVA models, unless `keep_language_model`, the language model is built with no
+    decoder layers, so its weights are never read (a 7B LLaVA loads in about the memory of
+    its vision tower, projector and embeddings), and the rest of it is dropped after loading:
+    training only needs the tower and the projector.
     """
     import transformers
 
@@ -117,8 +119,21 @@ def load_vision_model(
     model_type = _read_model_type(path)
     cls = getattr(transformers, MODEL_CLASSES[model_type])
     kwargs = {} if dtype is None else {"dtype": dtype}
-    model = cls.from_pretrained(str(path), **kwargs)
-    if model_type in MULTIMODAL_TYPES and not keep_language_model:
+    vision_only = model_type in MULTIMODAL_TYPES and not keep_language_model
+    if vision_only:
+        config = transformers.AutoConfig.from_pretrained(str(path))
+        config.text_config.num_hidden_layers = 0
+        kwargs["config"] = config
+        # The language model's layer weights are reported as unused, by design: keep it quiet.
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            model = cls.from_pretrained(str(path), **kwargs)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+    else:
+        model = cls.from_pretrained(str(path), **kwargs)
+    if vision_only:
         inner = getattr(model, "model", model)
         if hasattr(inner, "language_model"):
             inner.language_model = None

@@ -164,3 +164,18 @@ def test_grid_mismatch_inside_encoder_names_counts(tiny_models):
     enc = AdaptedEncoder(model, CFG)
     with pytest.raises(GridMismatchError, match=r"expected 26 tokens \(1 prefix \+ 5x5 patches\), found 17"):
         enc.features(pixels())
+
+
+def test_llava_loads_without_language_model_layers(tiny_models):
+    """Training loads no decoder layer of the LLM, and the vision features are unchanged."""
+    import transformers as T
+
+    model, _ = load_vision_model(tiny_models["llava"])
+    full = T.LlavaForConditionalGeneration.from_pretrained(tiny_models["llava"])
+    assert getattr(model.model, "language_model", None) is None
+    assert model.config.text_config.num_hidden_layers == 0  # built without decoder layers
+    x = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    ours = AdaptedEncoder(model, feature_layer=-2, use_projector=True).features(x)
+    ref = full.model.multi_modal_projector(
+        full.model.vision_tower(pixel_values=x, output_hidden_states=True).hidden_states[-2][:, 1:])
+    assert torch.equal(ours, ref)
