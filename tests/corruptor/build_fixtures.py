@@ -64,3 +64,18 @@ def slow_marker_task(task: tuple[str, int]) -> int:
     time.sleep(0.4)
     (Path(folder) / f"done-{index}").write_text("ok")
     return index
+
+
+def count_segmentations(monkeypatch) -> list[int]:
+    """Patch the scikit-image mask source to record the batch size of every generate() call."""
+    from corruptor import mask_skimage
+
+    calls: list[int] = []
+    real = mask_skimage.SkimageMaskSource.generate
+
+    def counting(self, images, keys=None):
+        calls.append(len(images))
+        return real(self, images, keys)
+
+    monkeypatch.setattr(mask_skimage.SkimageMaskSource, "generate", counting)
+    return calls

@@ -6,14 +6,7 @@ import corruptor
 from corruptor import corrupt
 from corruptor.registry import IMAGENET_C, SeverityError, UnknownOpError
 from corruptor.step import BackendError
-from tests.corruptor.simple_ops import ensure_simple_ops, remove
 
-
-@pytest.fixture(autouse=True, scope="module")
-def simple_ops():
-    added = ensure_simple_ops()
-    yield
-    remove(added)
 
 
 def test_public_names():

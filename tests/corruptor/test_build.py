@@ -19,7 +19,7 @@ from corruptor.sources import Locator, SourceSpec
 from corruptor.validate import validate
 from corruptor.writer import PARTIAL_TAG
 
-from .build_fixtures import GLOBAL_RECIPE, LOCAL_RECIPE, MASKS, OTHER_RECIPE, dataset_bytes, make_photos
+from .build_fixtures import GLOBAL_RECIPE, LOCAL_RECIPE, MASKS, OTHER_RECIPE, count_segmentations, dataset_bytes, make_photos
 
 TARGET, SHARD = 20, 6
 
@@ -206,16 +206,7 @@ def test_transient_failures_are_retried_on_request(photos, reference, tmp_path, 
 
 
 def test_rebuild_reuses_plan_and_masks_without_segmenting(photos, tmp_path, monkeypatch):
-    from corruptor import mask_skimage
-
-    calls = []
-    real = mask_skimage.SkimageMaskSource.generate
-
-    def counting(self, images, keys=None):
-        calls.append(len(images))
-        return real(self, images, keys)
-
-    monkeypatch.setattr(mask_skimage.SkimageMaskSource, "generate", counting)
+    calls = count_segmentations(monkeypatch)
     worker._mask_cache.cache_clear()
     old = tmp_path / "old"
     first = build(config(photos, old, recipe=LOCAL_RECIPE, mask_source=MASKS, target=12))

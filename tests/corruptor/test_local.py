@@ -7,14 +7,7 @@ from corruptor import rle
 from corruptor.local import band_reach, candidates, composite, feather_alpha, select_regions
 from corruptor.recipe import load_recipe, replay
 from corruptor.rng import rng_for
-from tests.corruptor.simple_ops import ensure_simple_ops, remove
 
-
-@pytest.fixture(autouse=True, scope="module")
-def simple_ops():
-    added = ensure_simple_ops()
-    yield
-    remove(added)
 
 
 H, W = 40, 48

@@ -9,7 +9,7 @@ from corruptor.mask_job import run_mask_job
 from corruptor.mask_source import MaskSourceConfig
 from corruptor.writer import file_sha256
 
-from .build_fixtures import LOCAL_RECIPE, MASKS, make_photos
+from .build_fixtures import count_segmentations, LOCAL_RECIPE, MASKS, make_photos
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_masks_job_fills_the_cache_a_build_of_the_same_sources_reads(tmp_path, m
     import pyarrow.parquet as pq
     from webdataset import TarWriter
 
-    from corruptor import mask_skimage, worker
+    from corruptor import worker
     from corruptor.build import BuildConfig, build
     from corruptor.sources import parse_source_arg
 
@@ -80,14 +80,7 @@ def test_masks_job_fills_the_cache_a_build_of_the_same_sources_reads(tmp_path, m
     specs = [parse_source_arg(f"web={tmp_path / 'part-*.tar'}:2"), parse_source_arg("ocr=synthetic:ocr:2")]
     cfg = MaskSourceConfig.model_validate(MASKS)
     out = tmp_path / "ds"
-    calls = []
-    real = mask_skimage.SkimageMaskSource.generate
-
-    def counting(self, images, keys=None):
-        calls.append(len(images))
-        return real(self, images, keys)
-
-    monkeypatch.setattr(mask_skimage.SkimageMaskSource, "generate", counting)
+    calls = count_segmentations(monkeypatch)
     report = run_mask_job(specs, cfg, out, distributor="local", progress=False)
     assert report.total == 6 and report.statuses == {"ok": 6} and sum(calls) == 6
 

@@ -9,14 +9,7 @@ from corruptor.cli import main
 from corruptor.preview import HEADER_H, LABEL_W, PAD, op_sheet, recipe_sheet, sheet_size, thumbnail
 from corruptor.recipe import load_recipe
 from corruptor.registry import IMAGENET_C, load_all
-from tests.corruptor.simple_ops import ensure_simple_ops, remove
 
-
-@pytest.fixture(autouse=True, scope="module")
-def simple_ops():
-    added = ensure_simple_ops()
-    yield
-    remove(added)
 
 
 def _img(h=30, w=40, seed=0):

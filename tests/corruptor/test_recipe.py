@@ -11,14 +11,7 @@ import pytest
 from corruptor.recipe import (Applied, Recipe, RecipeError, builtin_recipe, builtin_recipes,
                               load_recipe, plan, replay)
 from corruptor.rng import rng_for
-from tests.corruptor.simple_ops import ensure_simple_ops, remove
 
-
-@pytest.fixture(autouse=True, scope="module")
-def simple_ops():
-    added = ensure_simple_ops()
-    yield
-    remove(added)
 
 
 def _image(h=24, w=32, seed=0):
