@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -80,16 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     from maa_train.random_models import save_random_model
     from maa_train.trainer import train
 
+    # Every run starts fresh (the mask cache under dataset/masks is kept and reused), so
+    # `make demo` also works over the output of an older version of the project.
     _step("1/4 build the demo dataset (corruptor build --demo)")
-    if corruptor(["build", "--demo", "--out", str(dataset), "--shard-size", "12"]) != 0:
+    if corruptor(["build", "--demo", "--out", str(dataset), "--shard-size", "12", "--mode", "overwrite"]) != 0:
         return 1
     _step("2/4 validate it (corruptor validate)")
     if corruptor(["validate", str(dataset)]) != 0:
         return 1
     _step("3/4 train adapters on a tiny random CLIP (maa-train, CPU)")
+    shutil.rmtree(out / "train", ignore_errors=True)
     save_random_model("tiny-clip", model_dir)
     cfg = load_config(CONFIG, [f"model.path={model_dir}", f"data.train=[{dataset}]",
-                               f"train.out_dir={out / 'train'}", f"train.max_steps={a.steps}", "train.resume=true"])
+                               f"train.out_dir={out / 'train'}", f"train.max_steps={a.steps}"])
     summary = train(cfg).to_dict()
     _step("4/4 report")
     print(report(out, dataset, summary))
