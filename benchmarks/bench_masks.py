@@ -5,12 +5,24 @@
    and NMS, side by side in one run. Two regimes: the given thresholds, and thresholds at
    zero, where every candidate survives filtering and post-processing dominates. Our source
    runs with no mask cap here so both return the same kind of output; its default cap
-   (max_masks=64) only makes it cheaper. Random weights cost the same as real ones (same
-   shapes and FLOPs); only how many masks survive differs, which is why both regimes run.
+   (max_masks=64) only makes it cheaper. Random weights cost the same as real ones in the
+   network (same shapes and FLOPs), but they keep about one mask per image even at zero
+   thresholds, so the stock generator's per-mask post-processing (its cost on real
+   photos) barely shows. For the many-masks case give trained weights with
+   ``--sam2-checkpoint PATH`` (a SAM 2.1 ``.pt`` matching ``--config``).
 2. scikit-image sources (felzenszwalb, slic): images per second on one CPU core.
+
+Both SAM2 runs use one model object on one device, bf16 autocast on CUDA (ours through its
+``bf16`` setting, the stock loop inside ``torch.autocast``), the same points per batch;
+the clock stops after a device synchronise. Peak GPU memory is reported per method.
+Device memory at 1024 px model input, measured on CPU in fp32 (bf16 needs less): the
+decoder holds about 26 MB per point prompt of a chunk (256 points: ~7 GB, 1024: ~27 GB)
+and the tiny model's encoder about 0.3 GB per image of ``--images-per-batch``; lower
+``--points-per-batch`` first if a card runs out.
 
 GPU run (the figure that matters):
     python benchmarks/bench_masks.py --device cuda --images 32 --size 1024x768 --points-per-side 32
+    ... --sam2-checkpoint ckpts/sam2.1_hiera_tiny.pt     # trained weights: many masks kept
 CPU smoke run:
     python benchmarks/bench_masks.py --device cpu --images 4 --size 128x96 --points-per-side 4 --image-size 256
 """
@@ -99,8 +111,13 @@ def bench_sam2(args, device: str, images: list[np.ndarray], iou: float, stab: fl
     res: dict = {}
     stock_out: list = []
     ours_out: list = []
+    peaks: dict = {}
+    _reset_peak(device)
     t_stock = _time(lambda: stock_out.extend(run_stock()), device)
+    peaks["stock"] = _peak_gib(device)
+    _reset_peak(device)
     t_ours = _time(lambda: ours_out.extend(run_ours()), device)
+    peaks["ours"] = _peak_gib(device)
     bad = [o for o in ours_out if isinstance(o, MaskError)]
     if bad:
         raise bad[0]
@@ -111,8 +128,22 @@ def bench_sam2(args, device: str, images: list[np.ndarray], iou: float, stab: fl
     res["ours_masks_per_image"] = float(np.mean([len(o) for o in ours_out]))
     res["first_image_mean_best_iou"] = _agreement([a["segmentation"] for a in stock_out[0]], list(ours_out[0]))
     if device.startswith("cuda"):
-        res["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        res["stock_peak_gpu_mem_gib"], res["ours_peak_gpu_mem_gib"] = peaks["stock"], peaks["ours"]
     return res
+
+
+def _reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(device: str) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
 
 
 def _agreement(stock: list[np.ndarray], ours: list[np.ndarray], cap: int = 200) -> float | None:
@@ -151,8 +182,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     p.add_argument("--images", type=int, default=32)
     p.add_argument("--size", default="1024x768", help="WxH of the test photos")
-    p.add_argument("--config", default="configs/sam2.1/sam2.1_hiera_t.yaml")
-    p.add_argument("--checkpoint", default=None, help="real weights (optional: random weights cost the same)")
+    p.add_argument("--config", "--sam2-config", dest="config", default="configs/sam2.1/sam2.1_hiera_t.yaml")
+    p.add_argument("--sam2-checkpoint", "--checkpoint", dest="checkpoint", default=None,
+                   help="trained SAM2 weights for --config (optional: random weights cost the same in the "
+                        "network but keep ~1 mask per image; weights show the many-masks case)")
     p.add_argument("--points-per-side", type=int, default=32)
     p.add_argument("--points-per-batch", type=int, default=256)
     p.add_argument("--images-per-batch", type=int, default=8)
@@ -171,7 +204,8 @@ def main(argv=None) -> int:
               "command": "python " + " ".join([os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])]),
               "machine": machine(device),
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "weights": "checkpoint" if args.checkpoint else "random (same cost as trained weights)",
+              "weights": ("checkpoint" if args.checkpoint
+                          else "random (same network cost as trained weights; few masks kept)"),
               "sam2": {}, "skimage": {}}
     rows = []
     if not args.skip_sam2:
@@ -205,6 +239,10 @@ def main(argv=None) -> int:
         md += ["CPU smoke run at tiny settings on a shared machine: it shows the benchmark works, not the "
                "GPU figure the 3x target refers to. GPU command: "
                "`python benchmarks/bench_masks.py --device cuda --images 32 --size 1024x768 --points-per-side 32`.", ""]
+    if device.startswith("cuda") and result["sam2"]:
+        md += ["Peak GPU memory (GiB, stock / ours): " + ", ".join(
+            f"{k}: {v['stock_peak_gpu_mem_gib']:.2f} / {v['ours_peak_gpu_mem_gib']:.2f}"
+            for k, v in result["sam2"].items()), ""]
     md += ["Agreement (first image, mean over stock masks of the best IoU with ours): " + ", ".join(
         f"{k}: {v['first_image_mean_best_iou']:.3f}" if v["first_image_mean_best_iou"] is not None else f"{k}: n/a"
         for k, v in result["sam2"].items()), ""] if result["sam2"] else []

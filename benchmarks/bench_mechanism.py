@@ -13,7 +13,7 @@ GPU run (the figure; >= 2000 pairs, ViT-L/14-336):
 CPU smoke run (tiny encoder, tiny data; checks the path, not a figure):
     python benchmarks/bench_mechanism.py --arch tiny-clip --pairs 48 --device cpu --steps 4 --smoke
 
-Writes benchmarks/results/mechanism.{json,md} (and ablation.{json,md} with --ablation); a
+Writes mechanism.{json,md} (and ablation.{json,md} with --ablation) to benchmarks/results/ or --out DIR; a
 --smoke run writes mechanism_cpu_smoke.{json,md} instead, marked as a smoke run.
 """
 from __future__ import annotations
@@ -72,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="loader workers (default: the config's)")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--ablation", action="store_true", help="train all ablation variants, not only MSE-only and MAA")
-    p.add_argument("--tokens", choices=("pooled", "sampled", "all"), default="pooled")
+    p.add_argument("--tokens", choices=("pooled", "sampled", "all"), default="pooled",
+                   help="token rows for MMD^2/KID/energy/CKA: mean-pooled per image, sampled patches, or all")
+    p.add_argument("--per-image", type=int, default=16, help="patches per image with --tokens sampled")
+    p.add_argument("--max-rows", type=int, default=EvalOptions.max_rows,
+                   help="largest feature set the pairwise metrics accept (their time grows with rows^2)")
     p.add_argument("--work-dir", default=str(ROOT / "runs/bench_mechanism"))
     p.add_argument("--smoke", action="store_true", help="label the result as a smoke run (tiny CPU check)")
-    p.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"))
+    p.add_argument("--out-dir", "--out", dest="out_dir", default=str(ROOT / "benchmarks/results"),
+                   help="results folder (default benchmarks/results)")
     args = p.parse_args(argv)
 
     work = Path(args.work_dir)
@@ -98,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_mechanism.py", *argv])
     t0 = time.perf_counter()
     report = ablation.run(CONFIGS[args.arch], overrides, work / "runs", variants, reuse=False, command=command,
-                          eval_opts=EvalOptions(tokens=args.tokens, batch_size=cfg.data.batch_size,
-                                                device=args.device, workers=min(cfg.data.workers, 4)))
+                          eval_opts=EvalOptions(tokens=args.tokens, per_image=args.per_image, max_rows=args.max_rows,
+                                                batch_size=cfg.data.batch_size, device=args.device,
+                                                workers=min(cfg.data.workers, 4)))
     seconds = time.perf_counter() - t0
     mechanism = json.loads((work / "runs" / "mechanism.json").read_text())
 
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = "mechanism_cpu_smoke" if args.smoke else "mechanism"
     result = {"kind": kind, "arch": args.arch, "pretrained": False, "data": str(data),
               "pairs_held_out": mechanism["meta"]["samples"], "budget": report["budget"],
+              "tokens": {k: mechanism["meta"].get(k) for k in ("tokens", "per_image", "rows_per_image", "precision",
+                                                               "feature_layer")},
               "machine": machine(args.device), "device": args.device,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
               "seconds": round(seconds, 1), "mechanism": mechanism["groups"], "ablation": report["table"]}
@@ -122,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _token_text(t: dict) -> str:
+    rows = {"pooled": "mean over patch tokens, one row per image",
+            "sampled": f"{t['per_image']} random patch tokens per image, the same positions for every model",
+            "all": "every patch token"}[t["tokens"]]
+    return f"tokens **{t['tokens']}** ({rows}; {t['rows_per_image']} row(s) per image) for MMD^2, KID, energy, CKA"
+
+
 def render(result: dict, report: dict) -> str:
     title = ("SMOKE RUN: tiny random CPU encoder on a few pairs; checks the pipeline, NOT the figure"
              if result["kind"] == "smoke" else "Mechanism table, random-init encoder")
@@ -134,6 +149,8 @@ def render(result: dict, report: dict) -> str:
         f"- data: `{result['data']}`, {result['pairs_held_out']} held-out pairs; every variant trained with "
         f"max_steps {b['max_steps']}, epochs {b['epochs']}, batch {b['batch_size']}, seed {b['seed']}; "
         f"total {result['seconds']} s",
+        f"- features: {_token_text(result['tokens'])}; paired MSE over all patch tokens; extracted in "
+        f"{result['tokens']['precision']}, metrics in float64 on `{result['device']}`",
         "", "## Mechanism table (all corruptions)", "",
         "| model | val L2 | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |",
         "|" + "---|" * (len(METRICS) + 2),

@@ -209,6 +209,10 @@ def build(cfg: BuildConfig) -> BuildReport:
     fingerprint = _fingerprint(cfg, recipe, mask_cfg)
     _prepare_out(out, cfg.mode, the_plan, fingerprint)
     removed = remove_partials(out / "shards")
+    if mask_cfg:
+        from corruptor.mask_cache import remove_stale_temps
+
+        remove_stale_temps(out / "masks")  # the driver's job: workers cannot tell whose a temp file is
     (out / DATASET_FILE).unlink(missing_ok=True)
 
     wcfg = WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
@@ -320,11 +324,15 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
 
 
 def _link_tree(src: Path, dst: Path) -> None:
+    from corruptor.mask_cache import TEMP_SUFFIX
+
     for path in sorted(src.rglob("*")):
         target = dst / path.relative_to(src)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue
+        if path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX):
+            continue  # an interrupted writer's leftover, not a cache entry
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             continue

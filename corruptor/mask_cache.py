@@ -8,13 +8,21 @@ one row per mask (COCO RLE ``counts``, ``h``, ``w``, ``area``, ``bbox`` as x, y,
 ``score``) and file-level metadata naming the image sha256, the source, the settings
 hash and the format version. A file that cannot be read or does not match what was asked
 for is deleted and reported as a miss with a warning: a wrong mask is worse than a slow one.
+
+Files are written under a temp name and renamed into place. A writer killed mid-write
+(SIGKILL, node loss) leaves its temp file behind; readers never look at temp names, and
+the job's driver removes the stale ones when the next job starts (`remove_stale_temps`).
+Workers never clean: one of them cannot tell a dead writer's file from a live one's.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +35,10 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 META_KEY = b"corruptor.masks"
+TEMP_SUFFIX = ".tmp"
+# A cache write takes milliseconds; a temp file untouched this long has no live writer,
+# whichever machine wrote it (the host/pid check below only works for this machine).
+STALE_AFTER_S = 15 * 60
 
 
 class CacheMismatch(Exception):
@@ -48,6 +60,64 @@ def _bbox(mask: np.ndarray) -> list[int]:
     if rows.size == 0:
         return [0, 0, 0, 0]
     return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def temp_file(folder: Path, stem: str) -> Path:
+    """A new, empty temp file in ``folder``, unique per writer, named
+    ``.<stem>.<host>-<pid>.<random>.tmp`` so a later driver can tell whose it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{_host()}-{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _is_stale(path: Path, now: float, host: str, stale_after_s: float) -> bool:
+    parts = path.name.split(".")  # ["", stem, "host-pid", random, "tmp"]
+    if len(parts) == 5:
+        writer_host, _, pid = parts[2].rpartition("-")
+        if writer_host == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            return True
+    try:
+        return now - path.stat().st_mtime > stale_after_s
+    except FileNotFoundError:  # its writer renamed it into place meanwhile
+        return False
+
+
+def remove_stale_temps(root: Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete temp files under a ``masks/`` folder whose writer is gone: its process on
+    this machine no longer runs, or the file has not changed for ``stale_after_s``.
+    For a job's driver at start; returns what was removed."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    now, host, removed = time.time(), _host(), []
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+                    path = Path(entry.path)
+                    if _is_stale(path, now, host, stale_after_s):
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+    if removed:
+        log.info("mask cache: removed %d temp file(s) left by interrupted writers under %s", len(removed), root)
+    return sorted(removed)
 
 
 class MaskCache:
@@ -172,8 +242,7 @@ class MaskCache:
         table = pa.table(rows, schema=schema)
         path = self.path(sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{sha256[:8]}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp = temp_file(path.parent, sha256[:8])
         try:
             pq.write_table(table, tmp)
             os.replace(tmp, path)

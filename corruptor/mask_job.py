@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from corruptor.mask_cache import MaskCache
+from corruptor.mask_cache import MaskCache, remove_stale_temps, temp_file
 from corruptor.mask_source import MaskError, MaskSourceConfig, make_mask_source, validate
 from corruptor.sources import Locator, SourceItem, SourceSpec, scan_sources
 
@@ -232,6 +232,7 @@ def run_mask_job(sources: Sequence[SourceSpec] | Mapping[str, str | Path], cfg: 
         raise ValueError(f"unknown distributor '{distributor}'; allowed: local, ray")
     validate(cfg)  # bad checkpoint / config fails here, before any image is read
     masks_root = Path(out_dir) / "masks"
+    remove_stale_temps(masks_root)  # here, before any worker starts writing
     cache = MaskCache(masks_root, cfg)
     all_items, unreadable = collect(sources, progress=progress)
     report = MaskJobReport(settings_hash=cache.settings_hash, total=len(all_items) + len(unreadable))
@@ -264,6 +265,6 @@ def run_mask_job(sources: Sequence[SourceSpec] | Mapping[str, str | Path], cfg: 
 def _write_report(cache: MaskCache, report: MaskJobReport) -> None:
     cache.dir.mkdir(parents=True, exist_ok=True)
     path = cache.dir / "job.json"
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = temp_file(cache.dir, "job")
     tmp.write_text(json.dumps({**asdict(report), "config": json.loads(cache.config.model_dump_json())}, indent=2))
     os.replace(tmp, path)

@@ -9,6 +9,11 @@ upsampled to the image's resolution. Box IoU is invariant to per-axis scaling, s
 the low-resolution frame keeps the same masks as NMS at full size up to rounding; the
 stability score is measured on the low-resolution logits, which is close to but not
 bit-identical with the stock full-resolution figure.
+
+Device memory at the 1024 px model input (measured in fp32 on CPU; bf16 autocast needs less):
+the decoder holds about 26 MB per point prompt of a chunk (``points_per_batch``), the tiny
+model's encoder about 0.3 GB per image of ``images_per_batch``. A batch that runs out of
+device memory is retried one image at a time; only an image that alone does not fit fails.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from corruptor.mask_source import (
     working_scale,
 )
 
+_UPSAMPLE_CHUNK = 64
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
@@ -76,6 +82,7 @@ class Sam2MaskSource:
         self._grid = torch.as_tensor(point_grid(s.points_per_side), device=self.device) * self.resolution
         self._mean = torch.tensor(_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(_STD, device=self.device).view(1, 3, 1, 1)
+        self._pe = None
 
     def _autocast(self):
         import contextlib
@@ -95,13 +102,25 @@ class Sam2MaskSource:
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(todo), step):
                 idx = todo[start:start + step]
-                try:
-                    results = self._generate_batch([images[i] for i in idx])
-                except torch.cuda.OutOfMemoryError as exc:
-                    results = [MaskError(f"SAM2 ran out of device memory: {exc}")] * len(idx)
-                for i, r in zip(idx, results):
+                for i, r in zip(idx, self._generate_or_split([images[i] for i in idx])):
                     out[i] = r
         return out  # type: ignore[return-value]
+
+    def _generate_or_split(self, images: list[np.ndarray]) -> list[MaskOutcome]:
+        """A batch that does not fit the device is retried one image at a time (large
+        images share a batch with small ones), so only an image that alone does not fit fails."""
+        import torch
+
+        try:
+            return self._generate_batch(images)
+        except torch.cuda.OutOfMemoryError as exc:
+            error = str(exc).splitlines()[0]
+        torch.cuda.empty_cache()  # outside the except block: the failed frames are gone by now
+        if len(images) > 1:
+            return [r for im in images for r in self._generate_or_split([im])]
+        s = self.config.sam2
+        return [MaskError(f"SAM2 ran out of device memory on a {images[0].shape[1]}x{images[0].shape[0]} image "
+                          f"(points_per_batch={s.points_per_batch}; lower it, or max_side): {error}")]
 
     # -- stages -----------------------------------------------------------------------
 
@@ -132,13 +151,19 @@ class Sam2MaskSource:
         maps = [f.permute(1, 2, 0).reshape(b, -1, *hw) for f, hw in zip(feats, sizes)]
         return maps[-1], maps[:-1]
 
+    def _dense_pe(self):
+        # Depends on the model only; computed once instead of per image.
+        if self._pe is None:
+            self._pe = self.model.sam_prompt_encoder.get_dense_pe()
+        return self._pe
+
     def _decode(self, embed, high_res):
         """All grid prompts of one image, in chunks: (logits M x r x r, predicted IoU M)."""
         import torch
 
         model = self.model
         s = self.config.sam2
-        pe = model.sam_prompt_encoder.get_dense_pe()
+        pe = self._dense_pe()
         logits, scores = [], []
         for start in range(0, self._grid.shape[0], s.points_per_batch):
             pts = self._grid[start:start + s.points_per_batch]
@@ -180,12 +205,23 @@ class Sam2MaskSource:
         keep = keep[est_area >= 0.5 * floor][: 2 * cfg.max_masks]
         if keep.numel() == 0:
             return MaskSet()
-        full = F.interpolate(logits[keep][:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0
-        area = full.flatten(1).sum(1)
-        ok = (area >= floor).nonzero().flatten()[: cfg.max_masks]
-        full = full[ok].cpu().numpy()
-        kept_scores = scores[keep][ok].cpu().tolist()
-        return MaskSet(list(full), kept_scores)
+        # Full-size float logits are 4 bytes a pixel: upsample in chunks so a large
+        # max_masks (or no cap) cannot turn the survivors into gigabytes at once.
+        masks, kept_scores = [], []
+        kept = scores[keep].cpu().tolist()
+        for start in range(0, keep.numel(), _UPSAMPLE_CHUNK):
+            part = keep[start:start + _UPSAMPLE_CHUNK]
+            full = F.interpolate(logits[part][:, None], size=(height, width), mode="bilinear",
+                                 align_corners=False)[:, 0] > 0
+            ok = (full.flatten(1).sum(1) >= floor).cpu().tolist()
+            full = full.cpu().numpy()
+            for j, good in enumerate(ok):
+                if good and len(masks) < cfg.max_masks:
+                    masks.append(full[j])
+                    kept_scores.append(kept[start + j])
+            if len(masks) >= cfg.max_masks:
+                break
+        return MaskSet(masks, kept_scores)
 
     def _generate_batch(self, images: list[np.ndarray]) -> list[MaskOutcome]:
         embed, high_res = self._encode(images)

@@ -6,14 +6,21 @@ exists, so a crash or a full disk at any point leaves no shard marked done with
 partial data; the temp files are removed by the next run.
 
 Output is byte-identical for identical samples: tar members get a fixed mtime, owner
-and mode (``webdataset.TarWriter`` arguments) and sorted member order, and the
-manifest has a fixed schema and no timestamps. Timings live only in the stats file.
+and mode and sorted member order, and the manifest has a fixed schema and no timestamps.
+Timings live only in the stats file.
+
+The tar is written with the standard library's `tarfile`, member for member what
+``webdataset.TarWriter(user=, group=, mode=, mtime=, encoder=False)`` writes (a test
+holds the two to the same bytes): importing webdataset pulls in torch, about half a
+gigabyte and over a second per build worker, for nothing a worker needs.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +81,32 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{PARTIAL_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+class SampleTar:
+    """WebDataset sample layout on a stream: member ``<key>.<suffix>`` per file, suffixes
+    in sorted order, fixed owner, mode and mtime, the stdlib's default (PAX) tar format."""
+
+    def __init__(self, fileobj, user: str = TAR_OWNER, group: str = TAR_OWNER, mode: int = TAR_MODE,
+                 mtime: int = TAR_MTIME):
+        self._tar = tarfile.open(fileobj=fileobj, mode="w|")
+        self.user, self.group, self.mode, self.mtime = user, group, mode, mtime
+
+    def write(self, key: str, files: dict[str, bytes]) -> None:
+        for suffix in sorted(files):
+            data = files[suffix]
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ValueError(f"member {suffix!r} of sample {key!r} must be bytes, got {type(data).__name__}")
+            info = tarfile.TarInfo(f"{key}.{suffix}")
+            info.size = len(data)
+            info.mtime = self.mtime
+            info.mode = self.mode
+            info.uname = self.user
+            info.gname = self.group
+            self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self._tar.close()
+
+
 def remove_partials(shards_dir: str | Path) -> list[Path]:
     """Delete temp files left by interrupted attempts; returns what was removed."""
     removed = []
@@ -100,15 +133,12 @@ class ShardWriter:
     """Streams samples into a temp tar, collects manifest rows, commits on ``close``."""
 
     def __init__(self, shards_dir: str | Path, index: int):
-        from webdataset import TarWriter
-
         self.index = index
         self.paths = ShardPaths.of(shards_dir, index)
         self.paths.tar.parent.mkdir(parents=True, exist_ok=True)
         self._tmp_tar = _temp_name(self.paths.tar)
         self._fh = open(self._tmp_tar, "wb")
-        self._tar = TarWriter(self._fh, user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE,
-                              mtime=TAR_MTIME, encoder=False)
+        self._tar = SampleTar(self._fh)
         self._rows: list[dict[str, Any]] = []
         self._keys: set[str] = set()
 
@@ -123,7 +153,7 @@ class ShardWriter:
             raise ValueError(f"status {row.get('status')!r} not allowed; allowed: {', '.join(STATUSES)}")
         self._keys.add(key)
         if files:
-            self._tar.write({"__key__": key, **files})
+            self._tar.write(key, files)
         self._rows.append({name: row.get(name) for name in MANIFEST_SCHEMA.names})
 
     @property

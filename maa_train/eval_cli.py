@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare features after the multimodal projector (LLaVA models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
-    p.add_argument("--max-rows", type=int, default=10_000, help="largest feature set the pairwise metrics accept")
+    p.add_argument("--max-rows", type=int, default=10_000,
+                   help="largest feature set (rows) the pairwise metrics accept; their time grows with rows^2")
     p.add_argument("--out", required=True, help="folder for mechanism.{md,json,png}")
     return p
 

@@ -94,7 +94,7 @@ class EvalOptions:
     use_projector: bool | None = None
     seed: int = 0
     kid_subsets: int = 20
-    max_rows: int = 10_000  # rows per feature set; the pairwise metrics need rows^2 memory
+    max_rows: int = 10_000  # rows per feature set; the pairwise metrics take rows^2 time (memory: rows)
     workers: int = 0
 
     def __post_init__(self) -> None:
@@ -306,12 +306,13 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
         if (seen + take) * rows_per_image > opts.max_rows:  # before the feature sets grow any further
             raise EvaluationError(
                 f"tokens={opts.tokens} gives {(seen + take) * rows_per_image} rows per feature set (or more), above "
-                f"max_rows={opts.max_rows}: MMD^2 and energy distance need rows^2 memory; use tokens=pooled or "
-                "sampled with a smaller per_image, fewer samples, or raise max_rows")
+                f"max_rows={opts.max_rows}: MMD^2 and energy distance take rows^2 time (and the feature sets "
+                "rows x width memory on the device); use tokens=pooled or sampled with a smaller per_image, "
+                "fewer samples, or raise max_rows")
         for m in models:
             with m.active(), autocast:
                 feats = m.student.features(degraded_px, adapters=m.name != BASE_ROW).float()
-            errs[m.name].append((feats - clean).pow(2).mean(dim=(1, 2)).double())
+            errs[m.name].append((feats.double() - clean.double()).pow(2).mean(dim=(1, 2)))
             rows[m.name].append(_select(feats, opts.tokens, positions))
         metas.extend(batch["meta"][:take])
         keys.extend(batch["keys"][:take])

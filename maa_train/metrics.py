@@ -12,14 +12,23 @@ from [images, patches, dim] features with :func:`token_set`.
 - ``energy_distance`` 2 E|X-Y| - E|X-X'| - E|Y-Y'| (V-statistics: exactly 0 for equal sets)
 - ``linear_cka``      linear CKA of paired sets (1 for identical, invariant to rotations and
                       isotropic scaling)
+
+Memory: pairwise matrices are never held whole. Kernel and distance sums run over blocks of
+rows (each block a few hundred MB of float64 at most), so the memory of MMD^2 and energy
+distance grows with the number of rows, not its square; their time still grows with the
+square. The median bandwidth is taken over at most `BANDWIDTH_ROWS` rows of the pooled set
+(a fixed-seed sample when there are more), which estimates the median of billions of
+pairwise distances closely at a bounded cost.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 
 TokenMode = Literal["pooled", "sampled", "all"]
+BANDWIDTH_ROWS = 8192
+_BLOCK_ELEMENTS = 1 << 25  # one block of a pairwise matrix: 32M float64 values, 256 MB
 
 
 def token_set(features: torch.Tensor, mode: TokenMode = "pooled", per_image: int = 16,
@@ -63,19 +72,43 @@ def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b).pow(2)
 
 
+def _blocks(a: torch.Tensor, b: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, rows of ``a``) so that one block against all of ``b`` stays bounded."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, b.shape[0]))
+    for start in range(0, a.shape[0], step):
+        yield start, a[start:start + step]
+
+
+def _pair_sum(a: torch.Tensor, b: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              diagonal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of fn(a, b) over all pairs, sum of its diagonal when ``diagonal``), block by block."""
+    total = torch.zeros((), dtype=a.dtype, device=a.device)
+    diag = torch.zeros((), dtype=a.dtype, device=a.device)
+    for start, rows in _blocks(a, b):
+        block = fn(rows, b)
+        total = total + block.sum()
+        if diagonal:
+            diag = diag + block.diagonal(offset=start).sum()
+    return total, diag
+
+
 def median_bandwidth(x: torch.Tensor, y: torch.Tensor) -> float:
     z = torch.cat(_f64(x, y))
+    if len(z) > BANDWIDTH_ROWS:
+        pick = torch.randperm(len(z), generator=torch.Generator().manual_seed(0))[:BANDWIDTH_ROWS]
+        z = z[pick.to(z.device)]
     d = _sqdist(z, z)
     off = d[~torch.eye(len(z), dtype=torch.bool, device=z.device)]
     h = float(off.median())
     return h if h > 0 else 1.0
 
 
-def _unbiased_mmd2(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor) -> float:
-    n, m = kxx.shape[0], kyy.shape[0]
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
-    return float(sxx + syy - 2 * kxy.mean())
+def _unbiased_mmd2(x: torch.Tensor, y: torch.Tensor, k) -> float:
+    n, m = x.shape[0], y.shape[0]
+    kxx, kxx_diag = _pair_sum(x, x, k, diagonal=True)
+    kyy, kyy_diag = _pair_sum(y, y, k, diagonal=True)
+    kxy, _ = _pair_sum(x, y, k)
+    return float((kxx - kxx_diag) / (n * (n - 1)) + (kyy - kyy_diag) / (m * (m - 1)) - 2 * kxy / (n * m))
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Literal["rbf", "poly"] = "rbf",
@@ -91,7 +124,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Literal["rbf", "poly"] = "rbf
         k = lambda a, b: (a @ b.T / d + 1.0).pow(3)  # noqa: E731
     else:
         raise ValueError(f"kernel must be rbf or poly, got {kernel!r}")
-    return _unbiased_mmd2(k(x, x), k(y, y), k(x, y))
+    return _unbiased_mmd2(x, y, k)
 
 
 def kid(x: torch.Tensor, y: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
@@ -111,7 +144,11 @@ def kid(x: torch.Tensor, y: torch.Tensor, subsets: int = 100, subset_size: int =
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     _check(x, y, "energy_distance", 1)
     x, y = _f64(x, y)
-    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
+    n, m = x.shape[0], y.shape[0]
+    dxy, _ = _pair_sum(x, y, torch.cdist)
+    dxx, _ = _pair_sum(x, x, torch.cdist)
+    dyy, _ = _pair_sum(y, y, torch.cdist)
+    return float(2 * dxy / (n * m) - dxx / (n * n) - dyy / (m * m))
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -1,10 +1,15 @@
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from corruptor import rle
-from corruptor.mask_cache import MaskCache
+from corruptor import mask_cache, rle
+from corruptor.mask_cache import MaskCache, remove_stale_temps, temp_file
 from corruptor.mask_source import MaskError, MaskSourceConfig, MaskTooSmall, make_mask_source
 
 SHA = "0123456789abcdef" * 4
@@ -103,3 +108,58 @@ def test_per_image_error_is_raised_not_cached(tmp_path, cfg):
 def test_bad_key_is_refused(tmp_path, cfg):
     with pytest.raises(ValueError, match="sha256"):
         MaskCache(tmp_path, cfg).path("../../etc")
+
+
+# --- temp files of interrupted writers ---------------------------------------------------
+
+_KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from corruptor.mask_cache import temp_file
+folder = Path(sys.argv[1]); folder.mkdir(parents=True, exist_ok=True)
+tmp = temp_file(folder, sys.argv[2])
+tmp.write_bytes(b"PAR1 half a parquet file")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_writer_killed_mid_write_leaves_a_harmless_temp_the_driver_removes(tmp_path, cfg, rgb_image):
+    cache = MaskCache(tmp_path, cfg)
+    folder = cache.path(SHA).parent
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(folder), SHA[:8]])
+    assert proc.returncode == -signal.SIGKILL
+    (left,) = folder.iterdir()
+    assert left.name.startswith(f".{SHA[:8]}.{mask_cache._host()}-") and left.name.endswith(".tmp")
+    # Harmless: a reader sees a miss, the writer of the same image is not in its way.
+    assert cache.get(SHA) is None and not cache.has(SHA)
+    src = CountingSource(make_mask_source(cfg))
+    cache.get_or_compute(src, SHA, rgb_image)
+    assert src.calls == 1 and cache.get(SHA, rgb_image.shape[:2]) is not None
+    # Cleaned: the dead writer's file goes, the finished cache file stays.
+    assert remove_stale_temps(tmp_path) == [left]
+    assert sorted(p.name for p in folder.iterdir()) == [f"{SHA}.parquet"]
+
+
+def test_driver_keeps_temps_of_writers_that_may_be_live(tmp_path):
+    folder = tmp_path / "h" / "01"
+    folder.mkdir(parents=True)
+    mine = temp_file(folder, "0123abcd")  # this process: a write in flight
+    elsewhere = folder / ".0123abcd.other-node-42.k2j3.tmp"  # another machine, written just now
+    elsewhere.write_bytes(b"x")
+    old = folder / ".0123abcd.other-node-42.zz9q.tmp"  # another machine, untouched for hours
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3 * 3600,) * 2)
+    dead_here = folder / f".0123abcd.{mask_cache._host()}-99999999.a1b2.tmp"  # no such pid
+    dead_here.write_bytes(b"x")
+    cache_file = folder / f"{SHA}.parquet"
+    cache_file.write_bytes(b"not a temp")
+    os.utime(cache_file, (time.time() - 3 * 3600,) * 2)
+    assert remove_stale_temps(tmp_path) == sorted([old, dead_here])
+    assert mine.exists() and elsewhere.exists() and cache_file.exists()
+    assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_temp_names_are_unique_per_writer(tmp_path):
+    names = {temp_file(tmp_path, "0123abcd").name for _ in range(20)}
+    assert len(names) == 20
+    assert all(n.startswith(f".0123abcd.{mask_cache._host()}-{os.getpid()}.") for n in names)

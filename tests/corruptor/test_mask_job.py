@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from corruptor.cli import main
+from corruptor import mask_cache
 from corruptor.mask_cache import MaskCache
 from corruptor.mask_job import run_mask_job
 from corruptor.mask_source import MaskSourceConfig
@@ -22,6 +23,14 @@ def image_folder(tmp_path, rgb_image):
     (src / "broken.jpg").write_bytes(b"not an image")
     (src / "notes.txt").write_text("ignored")
     return src
+
+
+def _dead_writer_temp(folder):
+    """What a mask writer killed mid-write on this machine leaves (pid 99999999 cannot run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".abcdef01.{mask_cache._host()}-99999999.x1y2.tmp"
+    path.write_bytes(b"PAR1 half a file")
+    return path
 
 
 def _statuses(out, cfg):
@@ -81,14 +90,18 @@ def test_masks_job_fills_the_cache_a_build_of_the_same_sources_reads(tmp_path, m
     cfg = MaskSourceConfig.model_validate(MASKS)
     out = tmp_path / "ds"
     calls = count_segmentations(monkeypatch)
+    left_by_killed_job = _dead_writer_temp(out / "masks" / "0123456789abcdef" / "ab")
     report = run_mask_job(specs, cfg, out, distributor="local", progress=False)
     assert report.total == 6 and report.statuses == {"ok": 6} and sum(calls) == 6
+    assert not left_by_killed_job.exists()  # the job's driver cleaned it before its workers started
 
     calls.clear()
     worker._mask_cache.cache_clear()
+    left_by_killed_build = _dead_writer_temp(MaskCache(out / "masks", cfg).dir / "cd")
     built = build(BuildConfig(recipe=LOCAL_RECIPE, sources=specs, out=out, target=8, shard_size=8, seed=1,
                               mask_source=MASKS))
-    assert calls == [] and built.ok == 8
+    assert calls == [] and built.ok == 8 and not left_by_killed_build.exists()
+    assert not [p for p in (out / "masks").rglob("*") if p.name.endswith(".tmp")]
     rows = [r for m in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(m).to_pylist()]
     cache = MaskCache(out / "masks", cfg)
     assert {r["source"] for r in rows} == {"web", "ocr"} and max(r["n_regions"] for r in rows) > 0

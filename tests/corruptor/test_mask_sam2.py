@@ -71,3 +71,30 @@ def test_sam2_on_cuda_batches_images(rgb_image):
     assert len(out[0]) > 0 and len(out[3]) > 0
     a, b = out[0][0], out[3][0]
     assert (a & b).sum() / max(1, (a | b).sum()) > 0.9
+
+
+def test_upsampling_in_chunks_keeps_the_same_masks(sam2_source, rgb_image, monkeypatch):
+    from corruptor import mask_sam2
+
+    whole = sam2_source.generate([rgb_image])[0]
+    monkeypatch.setattr(mask_sam2, "_UPSAMPLE_CHUNK", 1)
+    chunked = sam2_source.generate([rgb_image])[0]
+    assert len(whole) == len(chunked) > 0 and chunked.scores == whole.scores
+    assert all(np.array_equal(a, b) for a, b in zip(whole, chunked))
+
+
+def test_out_of_memory_batch_is_retried_per_image(sam2_source, rgb_image, monkeypatch):
+    from corruptor.mask_source import MaskError
+
+    real = type(sam2_source)._generate_batch
+    huge = np.ascontiguousarray(np.tile(rgb_image, (2, 1, 1)))
+
+    def fits_one_small_image(self, images):
+        if len(images) > 1 or images[0].shape[0] > rgb_image.shape[0]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
+        return real(self, images)
+
+    monkeypatch.setattr(type(sam2_source), "_generate_batch", fits_one_small_image)
+    out = sam2_source.generate([rgb_image, huge, rgb_image])
+    assert isinstance(out[0], MaskSet) and isinstance(out[2], MaskSet) and len(out[0]) > 0
+    assert isinstance(out[1], MaskError) and "points_per_batch" in str(out[1]) and "9 GiB" in str(out[1])

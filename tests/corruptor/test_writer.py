@@ -1,4 +1,7 @@
+import io
 import json
+import subprocess
+import sys
 import tarfile
 
 import pyarrow.parquet as pq
@@ -6,7 +9,7 @@ import pytest
 import webdataset as wds
 
 from corruptor import writer as writer_mod
-from corruptor.writer import ShardPaths, ShardWriter, read_stats, remove_partials
+from corruptor.writer import SampleTar, ShardPaths, ShardWriter, read_stats, remove_partials
 
 
 def row(key, status="ok", **kw):
@@ -46,6 +49,39 @@ def test_identical_inputs_give_identical_bytes(tmp_path):
     write_shard(tmp_path / "b")
     for suffix in (".tar", ".parquet"):
         assert (tmp_path / "a" / f"000003{suffix}").read_bytes() == (tmp_path / "b" / f"000003{suffix}").read_bytes()
+
+
+def test_tar_bytes_match_webdataset_tarwriter():
+    # Datasets written before the writer stopped importing webdataset must stay reproducible.
+    samples = [("k-00-v0-c0", {"json": b"{}", "clean.png": b"C" * 700, "degraded.png": b"", "mask.png": b"M"}),
+               ("k-\u00e9t\u00e9-v1-c0", {"json": "{\"a\": 1}".encode(), "clean.webp": bytes(range(256)) * 9}),
+               ("k-" + "x" * 120, {"degraded.jpg": b"D" * 513, "clean.jpg": b"c"})]  # long name: PAX header
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    tar = SampleTar(ours)
+    stock = wds.TarWriter(theirs, user=writer_mod.TAR_OWNER, group=writer_mod.TAR_OWNER,
+                          mode=writer_mod.TAR_MODE, mtime=writer_mod.TAR_MTIME, encoder=False)
+    for key, files in samples:
+        tar.write(key, files)
+        stock.write({"__key__": key, **files})
+    tar.close()
+    stock.close()
+    assert ours.getvalue() == theirs.getvalue()
+
+
+def test_non_bytes_member_is_refused(tmp_path):
+    tar = SampleTar(io.BytesIO())
+    with pytest.raises(ValueError, match="'json' of sample 'k' must be bytes"):
+        tar.write("k", {"json": {"a": 1}})
+
+
+def test_writing_a_shard_does_not_import_torch(tmp_path):
+    # Every build worker writes shards; torch would cost each one ~0.5 GB and over a second.
+    code = ("import sys; from corruptor.writer import ShardWriter\n"
+            f"w = ShardWriter({str(tmp_path)!r}, 0)\n"
+            "w.add({'key': 'a', 'status': 'ok'}, {'clean.png': b'x'}); w.close({})\n"
+            "print(sorted(m for m in ('torch', 'webdataset') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_failure_before_the_marker_leaves_the_shard_not_done(tmp_path, monkeypatch):

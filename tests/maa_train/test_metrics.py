@@ -92,3 +92,24 @@ def test_width_checks():
     x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert metrics.linear_cka(x, torch.cat([x, x[:, :1]], dim=1)) == pytest.approx(
         _np_cka(x.numpy(), torch.cat([x, x[:, :1]], dim=1).numpy()), rel=1e-10)
+
+
+def test_blockwise_sums_equal_whole_matrices(sets, monkeypatch):
+    # Large sets are summed block by block; tiny blocks here must give the same figures.
+    tx, ty = (torch.tensor(a) for a in sets)
+    whole = (metrics.mmd2(tx, ty), metrics.mmd2(tx, ty, kernel="poly"), metrics.energy_distance(tx, ty))
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 40)  # 1 or 2 rows per block, ragged last block
+    blocked = (metrics.mmd2(tx, ty), metrics.mmd2(tx, ty, kernel="poly"), metrics.energy_distance(tx, ty))
+    assert blocked == pytest.approx(whole, rel=1e-12)
+    assert blocked[2] == pytest.approx(_np_energy(*sets), rel=1e-10)
+    assert metrics.energy_distance(tx, tx) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bandwidth_of_large_sets_comes_from_a_fixed_sample(monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(300, 6, generator=g, dtype=torch.float64), torch.randn(260, 6, generator=g, dtype=torch.float64)
+    exact = metrics.median_bandwidth(x, y)
+    monkeypatch.setattr(metrics, "BANDWIDTH_ROWS", 200)
+    sampled = metrics.median_bandwidth(x, y)
+    assert sampled != exact and sampled == pytest.approx(exact, rel=0.05)
+    assert metrics.median_bandwidth(x, y) == sampled  # the same rows every call
