@@ -16,7 +16,6 @@ built dataset, against the trainer's images/s.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -26,15 +25,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import md_table, median, timed, write_results  # noqa: E402
 
-# Peak dense bf16 tensor FLOP/s by card name fragment (vendor datasheets).
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+# Peak dense (no sparsity) bf16 tensor FLOP/s by a fragment of the card's name, from the
+# vendor datasheets; first match wins, so the H100 variants come before plain "H100" (the SXM
+# card, which reports itself as e.g. "NVIDIA H100 80GB HBM3").
+PEAK_BF16: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("GH200", 989e12), ("H200", 989e12), ("H100", 989e12),
+    ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12),
+)
+
+
+def peak_flops_for(name: str) -> float | None:
+    low = name.lower()
+    return next((v for k, v in PEAK_BF16 if k.lower() in low), None)
 
 
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+    return peak_flops_for(torch.cuda.get_device_name(device))
 
 
 def make_trainer(model_dir: Path, data: str, out: Path, batch: int, device: str, compile_: bool, workers: int):
@@ -51,17 +59,18 @@ def make_trainer(model_dir: Path, data: str, out: Path, batch: int, device: str,
 
 
 class ReferenceStep:
-    """The release's step: deep-copied teacher, eager, fp32 adapters, BCE discriminator."""
+    """The release's step: a second teacher encoder, eager, fp32 adapters, BCE discriminator."""
 
     def __init__(self, trainer):
         from maa_train.adapter import AdapterConfig
         from maa_train.discriminator import TokenDiscriminator
-        from maa_train.inject import AdaptedEncoder
+        from maa_train.inject import AdaptedEncoder, load_vision_model
 
         dev = trainer.dist.device
-        base = trainer.student.model
-        self.teacher = copy.deepcopy(base).to(dev).eval().requires_grad_(False)
-        student_model = copy.deepcopy(base)
+        # Both encoders loaded afresh: a deep copy of the trainer's backbone would carry its
+        # adapter hooks along and run extra adapters in the reference step.
+        self.teacher = load_vision_model(trainer.cfg.model.path)[0].to(dev).eval().requires_grad_(False)
+        student_model = load_vision_model(trainer.cfg.model.path)[0]
         cfg = AdapterConfig(**{**trainer.student.adapter_cfg.to_dict(), "full_fp32": True})
         self.student = AdaptedEncoder(student_model, cfg, feature_layer=trainer.student.feature_layer).to(dev)
         self.disc = TokenDiscriminator(self.student.feature_dim).to(dev)
@@ -104,6 +113,16 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
+def count_step_flops(trainer, clean: torch.Tensor, degraded: torch.Tensor) -> int:
+    """FLOPs of our step, counted on the eager encoder pass: the mathematics is the same when
+    compiled, and the counter sees the operators only when they run one by one."""
+    compiled, trainer.forward = trainer.forward, trainer.student.features
+    try:
+        return count_flops(lambda: our_step(trainer, clean, degraded))
+    finally:
+        trainer.forward = compiled
+
+
 def loader_rate(trainer, workers: int, batches: int) -> float:
     import time
 
@@ -133,6 +152,8 @@ def main() -> None:
     p.add_argument("--loader-workers", type=int, default=8)
     p.add_argument("--loader-batches", type=int, default=20)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the card's peak dense bf16 TFLOP/s, for a card the table does not know")
     a = p.parse_args()
 
     from maa_train.random_models import save_random_model
@@ -147,18 +168,23 @@ def main() -> None:
     degraded = (clean + 0.1 * torch.randn(clean.shape, generator=g).to(dev))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
+    cuda = dev.type == "cuda"
+    inputs_bytes = 2 * clean.numel() * clean.element_size()
+
     ours = timed(lambda: our_step(trainer, clean, degraded), a.repeats, warmup=3, sync=sync)
-    mem_ours = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None
-    flops = count_flops(lambda: our_step(trainer, clean, degraded))
+    mem_ours = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None  # everything ours holds
+    flops = count_step_flops(trainer, clean, degraded)
+    # The reference's peak is counted above what our trainer still holds (plus the shared inputs).
+    held = torch.cuda.memory_allocated(dev) if cuda else 0
     ref = ReferenceStep(trainer)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     theirs = timed(lambda: ref(clean, degraded), a.repeats, warmup=3, sync=sync)
-    mem_ref = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None
+    mem_ref = (torch.cuda.max_memory_allocated(dev) - held + inputs_bytes) / 2**30 if cuda else None
 
     t_ours, t_ref = median(ours), median(theirs)
     ips_ours, ips_ref = a.batch / t_ours, a.batch / t_ref
-    peak = peak_flops(dev)
+    peak = a.peak_tflops * 1e12 if a.peak_tflops else peak_flops(dev)
     mfu = flops / t_ours / peak if peak else None
     pairs_s = loader_rate(trainer, a.loader_workers, a.loader_batches)
     rows = [["ours", t_ours * 1e3, ips_ours, mem_ours, flops / 1e12, mfu],
@@ -168,12 +194,14 @@ def main() -> None:
               f"\nMFU: {('%.1f%%' % (100 * mfu)) if mfu else 'n/a (no known peak for this device)'} (target >= 45%)"
               f"\nloader: {pairs_s:.1f} pairs/s with {a.loader_workers} workers = "
               f"{pairs_s / ips_ours:.2f}x the trainer's {ips_ours:.1f} images/s (target >= 2x)\n"
-              f"\nmodel: {a.model or a.arch + ' (random weights)'}; batch {a.batch}; device {dev}; compile={a.compile}\n")
+              f"\nmodel: {a.model or a.arch + ' (random weights)'}; batch {a.batch}; device {dev}"
+              f"{' (' + torch.cuda.get_device_name(dev) + ')' if cuda else ''}; compile={a.compile}\n")
     print(table)
     write_results("train" if dev.type == "cuda" else "train_cpu_smoke", {
         "arch": a.arch, "batch": a.batch, "device": str(dev), "ours_s": ours, "reference_s": theirs,
         "speedup": ips_ours / ips_ref, "flops_per_step": flops, "mfu": mfu, "peak_flops": peak,
-        "loader_pairs_per_s": pairs_s, "loader_workers": a.loader_workers, "mem_gib": [mem_ours, mem_ref]},
+        "loader_pairs_per_s": pairs_s, "loader_workers": a.loader_workers, "mem_gib": [mem_ours, mem_ref],
+        "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu", "compile": a.compile},
         table, a.out or Path(__file__).resolve().parent / "results")
 
 

@@ -32,20 +32,28 @@ def pick_device(choice: str) -> torch.device:
         raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if local >= torch.cuda.device_count():
+        raise RuntimeError(f"LOCAL_RANK={local} but this node has {torch.cuda.device_count()} visible GPU(s): "
+                           "start at most that many processes per node (torchrun --nproc-per-node)")
+    return torch.device("cuda", local)
 
 
 def init(device_choice: str) -> Dist:
     device = pick_device(device_choice)
+    if device.type == "cuda":
+        # Before any CUDA work and before NCCL: otherwise every rank opens a context on GPU 0.
+        torch.cuda.set_device(device)
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world == 1:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
         return Dist(device=device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            # device_id binds the communicator to this rank's GPU (barriers and object
+            # collectives need not guess it) and creates it now, not at the first collective.
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), device)
 
 
@@ -70,10 +78,28 @@ def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
         offset += n
 
 
+def broadcast_parameters(params: list[torch.Tensor], world: int) -> None:
+    """Copy rank 0's values to every rank (what DDP does at wrapping): the ranks then start
+    from the same trainable weights even if something in their construction was random."""
+    if world == 1 or not params:
+        return
+    flat = torch.cat([p.detach().reshape(-1).float() for p in params])
+    dist.broadcast(flat, src=0)
+    offset = 0
+    with torch.no_grad():
+        for p in params:
+            n = p.numel()
+            p.copy_(flat[offset:offset + n].view_as(p))
+            offset += n
+
+
 def all_finite(values: list[torch.Tensor], world: int) -> bool:
-    """True on every rank iff every rank's values are finite (so all ranks stop together)."""
-    ok = torch.tensor([float(all(torch.isfinite(v).all().item() for v in values))],
-                      device=values[0].device if values else "cpu")
+    """True on every rank iff every rank's values are finite (so all ranks stop together).
+
+    One device-side reduction and one host read (a GPU sync) per call, however many losses."""
+    if not values:
+        return True
+    ok = torch.stack([torch.isfinite(v.detach()).all() for v in values]).all().float().reshape(1)
     if world > 1:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
     return bool(ok.item() == 1.0)
@@ -110,3 +136,13 @@ def union(items: set, world: int) -> set:
     gathered: list = [None] * world
     dist.all_gather_object(gathered, sorted(items))
     return {x for part in gathered for x in part}
+
+
+def gather_floats(values: list[float], device: torch.device, world: int) -> list[list[float]]:
+    """Every rank's ``values``, indexed by rank (the same list on every rank)."""
+    if world == 1:
+        return [list(values)]
+    t = torch.tensor(values, device=device, dtype=torch.float64)
+    out = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(out, t)
+    return [x.tolist() for x in out]

@@ -235,7 +235,7 @@ class AdaptedEncoder(nn.Module):
 
     # -- hooks -------------------------------------------------------------------------------
     def _pre_hook(self, index: int, module: nn.Module, args: tuple, kwargs: dict):
-        in_kwargs = not args
+        in_kwargs = len(args) == 0  # `not args` on a tuple is a graph break under torch.compile
         hidden = kwargs["hidden_states"] if in_kwargs else args[0]
         if index == self._capture_index:
             self._captured = hidden

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import tarfile
 from dataclasses import asdict, dataclass, field
@@ -328,7 +329,27 @@ def _init_worker(_worker: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+PREFETCH = 4  # batches each worker keeps ready
+
+
 def make_loader(dataset: IterableDataset, workers: int, pin_memory: bool) -> DataLoader:
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+                      persistent_workers=False, prefetch_factor=PREFETCH if workers > 0 else None,
                       in_order=True, worker_init_fn=_init_worker if workers > 0 else None)
+
+
+def check_shared_memory(batch_bytes: int, workers: int, processes: int = 1, shm: str = "/dev/shm") -> str | None:
+    """A warning when the batches in flight may not fit in shared memory, else None.
+
+    Workers hand batches over through shared memory; when it runs out a worker dies of a bus
+    error, far from the cause (containers often get only 64 MB unless started with --shm-size)."""
+    if workers == 0 or not os.path.isdir(shm):
+        return None
+    need = batch_bytes * workers * PREFETCH * processes
+    free = shutil.disk_usage(shm).free
+    if need <= free:
+        return None
+    return (f"data loader workers may hold up to {need / 2**30:.1f} GiB of batches in {shm} ({processes} process(es) x "
+            f"{workers} workers x {PREFETCH} batches of {batch_bytes / 2**20:.0f} MiB) but only {free / 2**30:.1f} GiB "
+            f"is free: a worker would die with a bus error; give the container more shared memory (--shm-size) or "
+            f"lower data.workers / data.batch_size")

@@ -21,19 +21,26 @@ from safetensors.torch import load_file, save_file
 PREFIX = "step_"
 
 
-def rng_states() -> dict[str, Any]:
+def rng_states(device: torch.device | None = None) -> dict[str, Any]:
+    """The process's RNG states; with a CUDA ``device``, also that GPU's generator (only this
+    rank's own device: the number of GPUs visible may differ when the run is resumed)."""
     states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def restore_rng(states: dict[str, Any]) -> None:
+def restore_rng(states: dict[str, Any], device: torch.device | None = None) -> None:
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    cuda = states.get("cuda")
+    if cuda is None or device is None or device.type != "cuda":
+        return  # a CPU checkpoint resumed on a GPU (or back) keeps the freshly seeded CUDA generator
+    if isinstance(cuda, (list, tuple)):  # older checkpoints held every visible GPU's state
+        cuda = cuda[device.index or 0] if len(cuda) > (device.index or 0) else None
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def _tensors(named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -86,5 +93,8 @@ def load(path: Path) -> tuple[dict, dict | None, dict]:
     trainable = load_file(str(path / "trainable.safetensors"))
     disc_file = path / "discriminator.safetensors"
     disc = load_file(str(disc_file)) if disc_file.exists() else None
-    state = torch.load(path / "state.pt", weights_only=False)  # our own file: optimiser and RNG objects
+    # Our own file (optimiser and RNG objects). Onto the CPU: the optimiser states were saved
+    # from rank 0's GPU, and loading them where they were saved would put every rank's copy
+    # on GPU 0; load_state_dict moves them next to each rank's own parameters.
+    state = torch.load(path / "state.pt", weights_only=False, map_location="cpu")
     return trainable, disc, state

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -29,7 +30,7 @@ from maa_train.checkpoint import load_adapters, save_adapters
 from maa_train.config import TrainConfig
 from maa_train.discriminator import TokenDiscriminator
 from maa_train.inject import load_vision_model
-from maa_train.loader import LoaderState, PairStream, ValStream, make_loader, steps_per_epoch
+from maa_train.loader import LoaderState, PairStream, ValStream, check_shared_memory, make_loader, steps_per_epoch
 from maa_train.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty
 from maa_train.metrics_log import MetricsLog
 from maa_train.preprocess import ProcessorSettings
@@ -58,7 +59,16 @@ class TrainSummary:
     skipped_samples: int = 0
     broken_shards: list[str] = field(default_factory=list)
     out_dir: str = ""
-    peak_memory_gb: float | None = None
+    peak_memory_gb: float | None = None  # rank 0: CUDA max_memory_allocated, or on CPU the peak RSS
+    world_size: int = 1
+    device: str = ""  # e.g. "cuda" with the card's name, or "cpu"
+    # images/s from the end of the first step to the end, validation and checkpoint time
+    # left out: the throughput figure (`images_per_s` is the whole run's wall-clock rate).
+    train_images_per_s: float | None = None
+    warmup_s: float | None = None  # start of training to the end of the first step (loader start, compile)
+    peak_memory_allocated_gb: list[float] | None = None  # per rank, CUDA only
+    peak_memory_reserved_gb: list[float] | None = None  # per rank, CUDA only
+    peak_rss_gb: list[float] | None = None  # per rank, CPU runs only
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -128,6 +138,12 @@ class Trainer:
         if self.adversarial:
             d = cfg.discriminator
             self.disc = TokenDiscriminator(self.student.feature_dim, d.width, d.blocks, d.spectral_norm).to(self.dist.device)
+        # No DDP wrapper (see maa_train.distributed), so make its start-up guarantee here:
+        # every rank begins from rank 0's trainable weights.
+        distributed.broadcast_parameters(self._trainable_and_disc(), self.dist.world)
+        # Compiled: the encoder pass with its adapter hooks (teacher and student both run it:
+        # two graphs, one with adapters off under no_grad). Validation stays eager, so eval
+        # mode and other batch sizes never trigger recompiles.
         self.forward = torch.compile(self.student.features) if cfg.train.compile else self.student.features
         self.settings = ProcessorSettings.from_model_dir(cfg.model.path)
 
@@ -155,9 +171,14 @@ class Trainer:
         self._stop_time = 0.0
         self.metrics = MetricsLog(self.out, enabled=self.dist.main)
 
+    def _trainable_and_disc(self) -> list[torch.nn.Parameter]:
+        return list(self.student.trainable_parameters()) + (list(self.disc.parameters()) if self.disc else [])
+
     # -- checkpoints ---------------------------------------------------------------
     def _state(self) -> dict:
-        state = {"step": self.step, "loader": self.loader_state.to_dict(), "rng": train_state.rng_states(),
+        # RNG states of rank 0 only: every rank seeds alike and draws alike, so they are equal.
+        state = {"step": self.step, "total_steps": self.total_steps, "loader": self.loader_state.to_dict(),
+                 "rng": train_state.rng_states(self.dist.device),
                  "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
                  "best": list(self.best), "skipped": self._skipped(), "broken_shards": sorted(self.broken),
                  "model": self.student.config}
@@ -184,6 +205,7 @@ class Trainer:
                 raise ValueError(f"checkpoint {path} was made for {key}={saved.get(key)!r}, "
                                  f"this run has {key}={current.get(key)!r}")
         self._warn_on_data_change(path)
+        self._warn_on_schedule_change(path, state)
         self.student.load_trainable_state_dict(trainable)
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -201,7 +223,7 @@ class Trainer:
         self.loader_state = ls
         self.step, self.best, self.skipped = state["step"], tuple(state["best"]), state["skipped"]
         self.broken = set(state.get("broken_shards", []))
-        train_state.restore_rng(state["rng"])
+        train_state.restore_rng(state["rng"], self.dist.device)
         self.metrics.close()
         self.metrics = MetricsLog(self.out, enabled=self.dist.main, purge_after=self.step)
         log.info("resumed from %s at step %d", path, self.step)
@@ -215,6 +237,28 @@ class Trainer:
         if changed:
             log.warning("resuming %s with other data settings (%s): the run continues, but not as an exact "
                         "continuation of the checkpointed one", path, ", ".join(f"data.{k}" for k in changed))
+
+    def _warn_on_schedule_change(self, path: Path, state: dict) -> None:
+        """The schedule is rebuilt from this run's config (so a finished run can be extended, as
+        torchtitan does with training.steps); a changed length moves the learning rate: say so."""
+        file = path / "config.json"
+        saved_cfg = json.loads(file.read_text()) if file.exists() else {}
+        old = state.get("total_steps") or saved_cfg.get("train", {}).get("max_steps")
+        if old is None or old == self.total_steps:
+            return
+        now = self.cfg.model_dump()
+        fields = [f"{sec}.{key} {saved_cfg[sec][key]} -> {now[sec][key]}"
+                  for sec, key in (("train", "max_steps"), ("train", "epochs"), ("optim", "grad_accum"),
+                                   ("optim", "warmup_frac"), ("data", "batch_size"), ("data", "steps_per_epoch"))
+                  if key in saved_cfg.get(sec, {}) and saved_cfg[sec][key] != now[sec][key]]
+        warm, step = self.cfg.optim.warmup_frac, state["step"]
+        lr_old = self.cfg.optim.adapter_lr * cosine_with_warmup(old, warm)(step)
+        lr_new = self.cfg.optim.adapter_lr * cosine_with_warmup(self.total_steps, warm)(step)
+        log.warning("resuming %s with a schedule of %d steps instead of the checkpoint's %d (%s): the cosine "
+                    "learning-rate schedule is rebuilt for %d steps, so at step %d the adapter learning rate is "
+                    "%.3g instead of %.3g; to continue the checkpointed schedule set train.max_steps=%d",
+                    path, self.total_steps, old, ", ".join(fields) or "train.max_steps", self.total_steps,
+                    step, lr_new, lr_old, old)
 
     # -- data faults and stop signals ------------------------------------------------------
     def _skipped(self) -> int:
@@ -277,11 +321,14 @@ class Trainer:
             if d.r1_weight > 0 and self.step % d.r1_interval == 0:
                 losses["r1"] = r1_penalty(self.disc, teacher)
                 d_total = d_total + d.r1_weight * d.r1_interval * losses["r1"]
-        if not distributed.all_finite(list(losses.values()), self.dist.world):
-            self._diverged(batch, losses)
         (total * scale).backward()
         if self.disc is not None:
             (d_total * scale).backward()
+        # Checked after the backward passes are queued, so on a GPU the one host sync this costs
+        # waits for work already running instead of leaving the GPU idle while backward launches;
+        # still before any optimiser step, so non-finite gradients are never applied.
+        if not distributed.all_finite(list(losses.values()), self.dist.world):
+            self._diverged(batch, losses)
         return {k: v.detach() for k, v in losses.items()}
 
     def _diverged(self, batch: dict, losses: dict) -> None:
@@ -294,12 +341,13 @@ class Trainer:
         raise TrainingDiverged(f"non-finite loss at step {self.step}: {info['losses']}; batch keys "
                                f"{info['keys'][:4]}...; last good checkpoint: {info['last_good_checkpoint']}")
 
-    def _optimizer_step(self) -> dict[str, float]:
+    def _optimizer_step(self) -> dict[str, torch.Tensor]:
+        """Gradient norms come back as tensors: reading them is a GPU sync, done at log steps only."""
         params = self.student.trainable_parameters()
         distributed.average_gradients(params, self.dist.world)
         norms = {}
         if self.cfg.optim.grad_clip > 0:
-            norms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip))
+            norms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip).detach()
         self.opt_g.step()
         self.sched_g.step()
         self.opt_g.zero_grad(set_to_none=True)
@@ -307,7 +355,7 @@ class Trainer:
             dparams = list(self.disc.parameters())
             distributed.average_gradients(dparams, self.dist.world)
             if self.cfg.optim.grad_clip > 0:
-                norms["disc_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(dparams, self.cfg.optim.grad_clip))
+                norms["disc_grad_norm"] = torch.nn.utils.clip_grad_norm_(dparams, self.cfg.optim.grad_clip).detach()
             self.opt_d.step()
             self.sched_d.step()
             self.opt_d.zero_grad(set_to_none=True)
@@ -321,10 +369,11 @@ class Trainer:
         ds = ValStream(self.val_shards, self.settings, batch_size=self.cfg.data.batch_size,
                        rank=self.dist.rank, world=self.dist.world, max_samples=self.cfg.data.val_max_samples)
         total, count = 0.0, 0
-        for batch in make_loader(ds, min(self.cfg.data.workers, len(self.val_shards)), False):
+        dev = self.dist.device
+        for batch in make_loader(ds, min(self.cfg.data.workers, len(self.val_shards)), dev.type == "cuda"):
             with self._autocast():
-                teacher = self.student.features(batch["clean"].to(self.dist.device), adapters=False)
-                student = self.student.features(batch["degraded"].to(self.dist.device))
+                teacher = self.student.features(batch["clean"].to(dev, non_blocking=True), adapters=False)
+                student = self.student.features(batch["degraded"].to(dev, non_blocking=True))
             err = (student.float() - teacher.float()).pow(2).mean(dim=(1, 2))
             total += float(err.sum())
             count += err.numel()
@@ -367,48 +416,60 @@ class Trainer:
 
     def _fit(self) -> TrainSummary:
         cfg = self.cfg
+        dev, world = self.dist.device, self.dist.world
         self.student.train()
         accum = cfg.optim.grad_accum
         progress = _progress(self.total_steps, self.step, cfg.train.progress and self.dist.main)
         t0, images, last = time.perf_counter(), 0, {}
-        if self.dist.device.type == "cuda":
+        if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         if cfg.train.val_at_start and self.step == 0:  # the baseline the adapters must beat
             val_l2 = self.validate()
             self.metrics.write(0, {"val_l2": val_l2})
             self._maybe_best(val_l2)
+        clock = _Clock(dev)
+        # Each pair is two float32 images; every process on this node holds its own batches.
+        size = self.settings.size
+        shm = check_shared_memory(cfg.data.batch_size * 2 * 3 * size * size * 4, cfg.data.workers,
+                                  int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        if shm and self.dist.local_rank == 0:
+            log.warning(shm)
         while self.step < self.total_steps:
             ds = PairStream(self.datasets, cfg.data.weights, self.settings, batch_size=cfg.data.batch_size,
                             steps=self.steps_per_epoch, state=LoaderState(**self.loader_state.to_dict()),
                             rank=self.dist.rank, shuffle_buffer=cfg.data.shuffle_buffer, on_error=cfg.data.on_error,
                             exclude_groups=self.holdout_groups)
-            loader = make_loader(ds, cfg.data.workers, pin_memory=self.dist.device.type == "cuda")
+            loader = make_loader(ds, cfg.data.workers, pin_memory=dev.type == "cuda")
             micro = 0
             for batch in loader:
                 losses = self._micro_step(batch, 1.0 / accum)
                 self._count_faults(batch)
                 self.loader_state.record(batch)
-                images += batch["clean"].shape[0] * self.dist.world
+                images += batch["clean"].shape[0] * world
                 micro += 1
                 if micro % accum:
                     continue
                 norms = self._optimizer_step()
                 self.step += 1
+                clock.first_step(images)
                 progress.update(1)
                 if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
-                    last = {k: float(v) for k, v in losses.items()} | norms
+                    last = {k: float(v) for k, v in (losses | norms).items()}
                     rate = images / (time.perf_counter() - t0)
-                    self.metrics.write(self.step, last | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
-                                                         "skipped": self._skipped(), "epoch": self.loader_state.epoch})
+                    record = last | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
+                                     "skipped": self._skipped(), "epoch": self.loader_state.epoch, "world_size": world}
+                    self.metrics.write(self.step, record | _memory_record(dev, world))
                     progress.set_postfix(img_s=f"{rate:.3g}", **{k: f"{v:.4g}" for k, v in last.items() if k in ("distill", "adv", "disc")})
                 if self.step % cfg.train.val_every == 0 or self.step == self.total_steps:
-                    val_l2 = self.validate()
-                    self.metrics.write(self.step, {"val_l2": val_l2})
-                    self._maybe_best(val_l2)
+                    with clock.paused():
+                        val_l2 = self.validate()
+                        self.metrics.write(self.step, {"val_l2": val_l2})
+                        self._maybe_best(val_l2)
                 saved = self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps
                 if saved:
-                    self.save_checkpoint()
-                if distributed.any_true(self._stop_signal is not None, self.dist.device, self.dist.world):
+                    with clock.paused():
+                        self.save_checkpoint()
+                if distributed.any_true(self._stop_signal is not None, dev, world):
                     if not saved:
                         self.save_checkpoint()
                     progress.close()
@@ -421,20 +482,62 @@ class Trainer:
                 self.loader_state.next_epoch()
                 self._end_epoch_faults()
         progress.close()
+        steady, warmup = clock.rates(images)
         seconds = time.perf_counter() - t0
-        skipped = int(distributed.reduce_sum([float(self._skipped())], self.dist.device, self.dist.world)[0])
-        broken = distributed.union(self.broken, self.dist.world)
+        skipped = int(distributed.reduce_sum([float(self._skipped())], dev, world)[0])
+        broken = distributed.union(self.broken, world)
+        memory = _memory_record(dev, world)
         if self.dist.main:
             save_adapters(self.out / "final", self.student, extra={"step": self.step})
         summary = TrainSummary(
             steps=self.step, images=images, seconds=seconds, images_per_s=images / max(seconds, 1e-9),
             final_losses=last, best_val_l2=None if math.isinf(self.best[0]) else self.best[0],
             best_step=self.best[1], skipped_samples=skipped, broken_shards=sorted(broken), out_dir=str(self.out),
-            peak_memory_gb=_peak_memory_gb(self.dist.device))
+            peak_memory_gb=_peak_memory_gb(dev), world_size=world, device=_device_name(dev),
+            train_images_per_s=steady, warmup_s=warmup,
+            peak_memory_allocated_gb=memory.get("mem_alloc_gb"), peak_memory_reserved_gb=memory.get("mem_reserved_gb"),
+            peak_rss_gb=memory.get("rss_gb"))
         if self.dist.main:
             (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
         self.metrics.close()
         return summary
+
+
+class _Clock:
+    """Training throughput without what is not training (validation, checkpoints), timed from
+    the end of the first step: loader start-up and compilation are warm-up, reported apart."""
+
+    def __init__(self, device: torch.device):
+        # Host clocks run ahead of queued GPU work: read them only after a sync.
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self._start = time.perf_counter()
+        self._first: tuple[float, int] | None = None  # (time, images) at the end of the first step
+        self._paused = 0.0
+
+    def first_step(self, images: int) -> None:
+        if self._first is None:
+            self._sync()
+            self._first = (time.perf_counter(), images)
+
+    @contextmanager
+    def paused(self):
+        self._sync()
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._first is not None:
+                self._sync()
+                self._paused += time.perf_counter() - t
+
+    def rates(self, images: int) -> tuple[float | None, float | None]:
+        """(images/s after the first step, seconds to the end of the first step)."""
+        self._sync()
+        if self._first is None:
+            return None, None
+        t1, done = self._first
+        steady = (images - done) / max(time.perf_counter() - t1 - self._paused, 1e-9) if images > done else None
+        return steady, t1 - self._start
 
 
 @contextmanager
@@ -450,10 +553,25 @@ def _signal_handlers(signums, handler):
 def _peak_memory_gb(device: torch.device) -> float:
     """Peak CUDA memory allocated, or on CPU the process's peak resident set (rank 0's)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
+        return torch.cuda.max_memory_allocated(device) / 2**30
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _memory_record(device: torch.device, world: int) -> dict:
+    """Per-rank memory peaks, indexed by rank: CUDA allocated and reserved since training
+    started, or on CPU each process's peak resident set. A collective: every rank calls it."""
+    if device.type != "cuda":
+        return {"rss_gb": [r[0] for r in distributed.gather_floats([_peak_memory_gb(device)], device, world)]}
+    mine = [torch.cuda.max_memory_allocated(device) / 2**30, torch.cuda.max_memory_reserved(device) / 2**30]
+    ranks = distributed.gather_floats(mine, device, world)
+    return {"mem_alloc_gb": [r[0] for r in ranks], "mem_reserved_gb": [r[1] for r in ranks],
+            "max_mem_alloc_gb": max(r[0] for r in ranks)}
+
+
+def _device_name(device: torch.device) -> str:
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
 
 
 def _progress(total: int, initial: int, enabled: bool):

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,13 @@ def test_val_stream_splits_by_shard_over_ranks(tmp_path):
     assert sorted(per_rank[0] + per_rank[1]) == sorted({*per_rank[0], *per_rank[1]}) and len(per_rank[0] + per_rank[1]) == 9
     # whole shards per rank: rank 0 has shards 0 and 2, rank 1 shard 1
     assert {k.split("-")[0] for k in per_rank[0]} == {"s0", "s2"} and {k.split("-")[0] for k in per_rank[1]} == {"s1"}
+
+
+def test_shared_memory_warning_names_the_settings(tmp_path):
+    from maa_train.loader import check_shared_memory
+
+    free = shutil.disk_usage(tmp_path).free
+    msg = check_shared_memory(free // 4, workers=2, processes=2, shm=str(tmp_path))  # 2 x 2 x prefetch 4 batches
+    assert msg and "data.workers" in msg and "--shm-size" in msg
+    assert check_shared_memory(1024, workers=2, shm=str(tmp_path)) is None
+    assert check_shared_memory(free, workers=0, shm=str(tmp_path)) is None  # no workers: nothing is shared

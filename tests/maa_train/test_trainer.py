@@ -1,5 +1,6 @@
 """CPU end-to-end training: loss falls, only adapters move, kill+resume is exact, torchrun works."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -35,6 +36,24 @@ def dataset(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("data"), [12, 12, 12, 8])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # As the CLI subprocesses below (OMP_NUM_THREADS=1): in-process and subprocess runs then
+    # sum in the same order and can be compared bit for bit. Tiny matrices gain nothing from threads.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_model, dataset, tmp_path_factory):
+    """The default config trained through without interruption: what stopped-and-resumed runs must equal."""
+    out = tmp_path_factory.mktemp("straight")
+    Trainer(_cfg(tiny_model, dataset, out)).fit()
+    return out
+
+
 def _cfg(model, data, out, **over):
     base = train_config(model, data, out)
     base["adapter"].update(bottleneck=16, attn_dim=16)
@@ -60,6 +79,10 @@ def test_training_lowers_loss_and_moves_only_adapters(tiny_model, dataset, tmp_p
     assert lines[0]["step"] == 0 and lines[0]["val_l2"] == pytest.approx(before)  # the frozen encoder's baseline
     assert {"distill", "adv", "disc", "lr"} <= set(lines[1]) and summary.steps == 10
     assert summary.best_step == 10 and summary.best_val_l2 < lines[0]["val_l2"]
+    # What a throughput run needs: images/s without warm-up and validation, world size, memory per rank.
+    assert lines[1]["world_size"] == 1 and lines[1]["images_per_s"] > 0 and len(lines[1]["rss_gb"]) == 1
+    assert summary.world_size == 1 and summary.device == "cpu" and summary.train_images_per_s > 0
+    assert summary.warmup_s > 0 and summary.peak_memory_allocated_gb is None and len(summary.peak_rss_gb) == 1
 
 
 def _final_weights(out: Path) -> dict:
@@ -77,11 +100,8 @@ def _write_cfg(tiny_model, dataset, out) -> Path:
     return path
 
 
-def test_kill_and_resume_equals_uninterrupted(tiny_model, dataset, tmp_path):
+def test_kill_and_resume_equals_uninterrupted(tiny_model, dataset, straight, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    straight = _write_cfg(tiny_model, dataset, tmp_path / "straight")
-    subprocess.run(_cli(straight), check=True, env=env, capture_output=True, cwd=ROOT)
-
     killed = _write_cfg(tiny_model, dataset, tmp_path / "killed")
     proc = subprocess.Popen(_cli(killed), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = tmp_path / "killed" / "checkpoints"
@@ -94,7 +114,7 @@ def test_kill_and_resume_equals_uninterrupted(tiny_model, dataset, tmp_path):
     assert not (tmp_path / "killed" / "final").exists()
     subprocess.run(_cli(killed, "--resume"), check=True, env=env, capture_output=True, cwd=ROOT)
 
-    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
+    a, b = _final_weights(straight), _final_weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -112,6 +132,7 @@ def test_torchrun_two_cpu_processes(tiny_model, dataset, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["images"] == 3 * 4 * 2
+    assert summary["world_size"] == 2 and len(summary["peak_rss_gb"]) == 2 and min(summary["peak_rss_gb"]) > 0
 
 
 def test_corrupt_sample_is_skipped_and_counted(tiny_model, tmp_path):
@@ -153,13 +174,11 @@ def test_resume_refuses_another_model(tiny_model, dataset, tmp_path):
         trainer.fit()
 
 
-def test_sigint_stops_at_a_step_with_checkpoint_and_resume_is_exact(tiny_model, dataset, tmp_path, monkeypatch):
+def test_sigint_stops_at_a_step_with_checkpoint_and_resume_is_exact(tiny_model, dataset, straight, tmp_path,
+                                                                      monkeypatch):
     from maa_train.trainer import TrainingInterrupted
 
-    straight = Trainer(_cfg(tiny_model, dataset, tmp_path / "straight", **{"train.deterministic": False}))
-    straight.fit()
-
-    cfg = _cfg(tiny_model, dataset, tmp_path / "stopped", **{"train.deterministic": False})
+    cfg = _cfg(tiny_model, dataset, tmp_path / "stopped")
     trainer = Trainer(cfg)
     step = trainer._optimizer_step
 
@@ -177,7 +196,7 @@ def test_sigint_stops_at_a_step_with_checkpoint_and_resume_is_exact(tiny_model, 
 
     resumed = Trainer(cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})}))
     summary = resumed.fit()
-    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "stopped")
+    a, b = _final_weights(straight), _final_weights(tmp_path / "stopped")
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
@@ -230,3 +249,72 @@ def test_holdout_says_how_many_training_pairs_it_costs(tmp_path, caplog):
         train, val, groups = _data(cfg)
     assert len(val) == 1 and sum(s.count for s in train[0]) == 3
     assert any(r.levelname == "WARNING" and "6 of 9 training pairs (67%)" in r.getMessage() for r in caplog.records)
+
+
+def test_compiled_training_matches_eager(tiny_model, dataset, straight, tmp_path, monkeypatch):
+    # Dynamo and AOTAutograd through the adapter hooks (the teacher pass with adapters off under
+    # no_grad, the student pass with them on). The aot_eager backend leaves out Inductor's code
+    # generation, which takes about a minute cold on 2 CPU cores.
+    import torch._dynamo
+
+    compiled = []
+
+    def compile_(fn, **kw):
+        compiled.append(fn)
+        return real_compile(fn, **{**kw, "backend": "aot_eager"})
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", compile_)
+    torch._dynamo.reset()
+    trainer = Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.compile": True, "train.max_steps": 2}))
+    trainer.fit()
+    assert compiled == [trainer.student.features]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
+    # No graph break: the whole encoder pass with its adapter hooks compiles as one graph.
+    assert not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters["graph_break"])
+    torch._dynamo.reset()
+
+    def losses(out):  # a step's losses come before its update: steps 1-2 do not depend on max_steps
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        keep = ("distill", "adv", "disc", "grad_norm")
+        return [{k: r[k] for k in keep} for r in rows if r["step"] <= 2 and "distill" in r]
+
+    got, want = losses(tmp_path), losses(straight)
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, rel=1e-5)
+
+
+def test_resume_with_other_max_steps_warns_and_follows_the_new_schedule(tiny_model, dataset, tmp_path, caplog):
+    Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 2})).fit()
+    longer = Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 4, "train.resume": True}))
+    with caplog.at_level("WARNING", logger="maa_train.trainer"):
+        summary = longer.fit()
+    warnings = [r.getMessage() for r in caplog.records if "schedule" in r.getMessage()]
+    assert len(warnings) == 1 and "train.max_steps 2 -> 4" in warnings[0]
+    assert "set train.max_steps=2" in warnings[0]  # the way back to the checkpointed schedule
+    assert summary.steps == 4
+    # The learning rate follows the 4-step cosine: logged after step 3, the rate for step 4.
+    rows = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    lrs = {r["step"]: r["lr"] for r in rows if "lr" in r}
+    assert lrs[3] == pytest.approx(0.5 * longer.cfg.optim.adapter_lr * (1 + math.cos(math.pi * 3 / 4)))
+
+    caplog.clear()
+    same = Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 4, "train.resume": True}))
+    with caplog.at_level("WARNING", logger="maa_train.trainer"):
+        same.fit()  # already done: nothing to train, and nothing to warn about
+    assert not [r for r in caplog.records if "schedule" in r.getMessage()]
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_training_reports_memory_and_resumes(tiny_model, dataset, tmp_path):
+    over = {"train.device": "cuda", "train.precision": "bf16", "train.max_steps": 2, "train.ckpt_every": 1}
+    summary = Trainer(_cfg(tiny_model, dataset, tmp_path, **over)).fit()
+    assert summary.device.startswith("cuda") and summary.world_size == 1
+    assert len(summary.peak_memory_allocated_gb) == 1 and 0 < summary.peak_memory_allocated_gb[0]
+    assert summary.peak_memory_reserved_gb[0] >= summary.peak_memory_allocated_gb[0]
+    state = torch.load(tmp_path / "checkpoints" / "step_00000002" / "state.pt", weights_only=False)
+    assert state["rng"]["cuda"].device.type == "cpu" and state["opt_g"]["state"][0]["exp_avg"].is_cuda
+    resumed = Trainer(_cfg(tiny_model, dataset, tmp_path, **over | {"train.max_steps": 3, "train.resume": True}))
+    assert resumed.fit().steps == 3
+    assert all(v.is_cuda for s in resumed.opt_g.state.values() for v in s.values() if torch.is_tensor(v) and v.dim())
