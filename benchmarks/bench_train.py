@@ -158,7 +158,8 @@ def main() -> None:
 
     from maa_train.random_models import save_random_model
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench_train_")  # removed at exit
+    tmp = Path(scratch.name)
     model_dir = Path(a.model) if a.model else save_random_model(a.arch, tmp / a.arch)
     trainer = make_trainer(model_dir, a.data, tmp / "run", a.batch, a.device, a.compile, a.loader_workers)
     dev = trainer.dist.device
@@ -197,7 +198,8 @@ def main() -> None:
               f"\nmodel: {a.model or a.arch + ' (random weights)'}; batch {a.batch}; device {dev}"
               f"{' (' + torch.cuda.get_device_name(dev) + ')' if cuda else ''}; compile={a.compile}\n")
     print(table)
-    write_results("train" if dev.type == "cuda" else "train_cpu_smoke", {
+    name = ("train" if cuda else "train_cpu_smoke") + ("_compiled" if a.compile else "")
+    write_results(name, {
         "arch": a.arch, "batch": a.batch, "device": str(dev), "ours_s": ours, "reference_s": theirs,
         "speedup": ips_ours / ips_ref, "flops_per_step": flops, "mfu": mfu, "peak_flops": peak,
         "loader_pairs_per_s": pairs_s, "loader_workers": a.loader_workers, "mem_gib": [mem_ours, mem_ref],

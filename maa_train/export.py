@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from maa_train.adapter import AdapterConfig
+from maa_train.adapter import AdapterConfig, cache_weights
 from maa_train.baselines import make_student
 from maa_train.checkpoint import load_adapters, read_config
 from maa_train.grid import PatchGrid
@@ -77,6 +77,7 @@ def attach_adapters(model: nn.Module, adapters_dir: str | Path) -> nn.Module:
     student.remove_hooks()
     load_adapters(adapters_dir, student)
     attachment = Attachment(source=str(adapters_dir), config=saved, grid=student.grid)
+    cache_weights(student)  # fixed weights from here on: derive the compute weights once
     for block, adapter in zip(find_blocks(model), student.adapters):
         adapter.eval()
         block.add_module(ADAPTER_ATTR, adapter)

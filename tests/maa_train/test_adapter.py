@@ -1,8 +1,14 @@
+import collections
+import copy
+import pickle
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from maa_train.adapter import AdapterConfig, MAAAdapter, relative_position_index
+from maa_train.adapter import AdapterConfig, MAAAdapter, cache_weights, relative_position_index, window_order
 from maa_train.grid import GridMismatchError, PatchGrid, grid_for
+from tests.maa_train import test_official as official
 
 CFG = AdapterConfig(bottleneck=16, attn_dim=16, heads=4, window=3)
 
@@ -124,6 +130,154 @@ def test_grid_for_clip_siglip():
         grid_for(type("C", (), {"model_type": "vit", "image_size": 224, "patch_size": 16})())
 
 
+def _official_layout(adapter, prefix="layers.0.maa_adapter."):
+    return {prefix + k: v for k, v in adapter.state_dict().items()}
+
+
+def _official_sized(seed=0):
+    cfg = AdapterConfig(bottleneck=official.BOTTLENECK, attn_dim=official.ATTN, heads=official.HEADS,
+                        window=official.WINDOW)
+    adapter = _adapter(cfg, dim=official.D, gates=(0.6, 0.4))
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        for p in adapter.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    return adapter
+
+
+@pytest.mark.parametrize("grid", [PatchGrid(1, 5, 4), PatchGrid(0, 4, 7), PatchGrid(2, 3, 3)])
+def test_matches_reference_forward_and_gradients_on_any_grid(grid):
+    # Rectangular, padded and unpadded grids, 0-2 prefix tokens, batch 2: forward and every
+    # parameter's gradient against the loop reference written from the published description.
+    adapter = _official_sized()
+    x = torch.randn(2, grid.num_tokens, official.D, generator=torch.Generator().manual_seed(1))
+    weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    (adapter(x, grid) * weight).sum().backward()
+    raw = {k: v.detach().clone().requires_grad_(True) for k, v in _official_layout(adapter).items()}
+    ref = torch.stack([official.reference_adapter(x[b], raw, "layers.0.maa_adapter.", grid.height, grid.width)
+                       for b in range(2)])
+    (ref * weight).sum().backward()
+    torch.testing.assert_close(adapter(x, grid), ref, atol=1e-5, rtol=1e-5)
+    for name, p in adapter.named_parameters():
+        torch.testing.assert_close(p.grad, raw["layers.0.maa_adapter." + name].grad, atol=1e-4, rtol=1e-4,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_window_order_is_a_window_major_layout():
+    order = window_order(4, 5, 3)  # padded to 6 x 6: 2 x 2 windows of 9 cells
+    assert order.tolist()[:5] == [0, 1, 2, 9, 10]  # row 0: window 0 cells 0-2, window 1 cells 0-1
+    assert order[5:10].tolist() == [3, 4, 5, 12, 13]
+    assert order[15].item() == 18  # row 3, col 0: window 2, cell 0
+    assert len(set(order.tolist())) == 20 and order.max().item() < 36
+
+
+def test_window_attention_module_alone_is_the_attention_path():
+    cfg = AdapterConfig(bottleneck=16, attn_dim=16, heads=4, window=3, use_mlp=False, use_pool=False)
+    adapter, grid = _adapter(cfg, gates=(1.0, 0.0)), PatchGrid(1, 4, 5)
+    x = torch.randn(2, 21, 32)
+    out = adapter(x, grid)
+    assert torch.equal(out[:, :1], x[:, :1])
+    torch.testing.assert_close(out[:, 1:] - x[:, 1:], adapter.window_attn(adapter.norm(x), grid))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_inference_cache_follows_weight_updates(autocast):
+    # With gradients off the derived weights are cached; every in-place change to a parameter
+    # (optimizer step, load_state_dict, a manual edit) or a move must show in the next forward:
+    # a fresh copy (no cache) computes the same bits.
+    adapter, grid = _adapter(), PatchGrid(1, 4, 4)
+    assert cache_weights(adapter) == 1
+    x = torch.randn(2, 17, 32) * 3
+
+    def cached_equals_fresh():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = adapter(x, grid)
+            assert torch.equal(out, copy.deepcopy(adapter)(x, grid))
+        return out
+
+    cached_equals_fresh()
+    first = cached_equals_fresh()  # from the cache
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with_grad = adapter(x, grid)
+    # same function as the training path (rounding aside: kernels may differ with grad on)
+    assert ((first - with_grad).norm() / with_grad.norm()).item() < (1e-3 if autocast else 1e-6)
+    optimizer = torch.optim.SGD(adapter.parameters(), lr=0.1)
+    with_grad.square().sum().backward()
+    optimizer.step()
+    assert not torch.equal(cached_equals_fresh(), first)
+    other = _adapter()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.5)
+    adapter.load_state_dict(other.state_dict())
+    cached_equals_fresh()
+    with torch.no_grad():
+        adapter.alpha_mlp.zero_()
+        adapter.alpha_pool.zero_()
+    assert torch.equal(cached_equals_fresh(), x)
+    adapter.double()
+    with torch.no_grad():
+        assert torch.equal(adapter(x.double(), grid), x.double())
+    assert copy.deepcopy(adapter)._cache is None and pickle.loads(pickle.dumps(adapter))._cache is None
+
+
+def test_no_cache_by_default_so_fused_optimizer_steps_are_seen():
+    # A fused AdamW step writes the parameters without bumping their version counters: a cache
+    # keyed on them would serve the old weights. Off by default, every forward derives afresh.
+    adapter, grid = _adapter(), PatchGrid(1, 4, 4)
+    x = torch.randn(2, 17, 32)
+    with torch.no_grad():
+        adapter.alpha_mlp.fill_(0.5)
+        adapter.alpha_pool.fill_(0.5)
+        before = adapter(x, grid)
+    adapter(x, grid).square().sum().backward()
+    versions = [p._version for p in adapter.parameters()]
+    torch.optim.AdamW(adapter.parameters(), lr=0.1, fused=True).step()
+    assert [p._version for p in adapter.parameters()] == versions  # why the cache is opt-in
+    with torch.no_grad():
+        after = adapter(x, grid)
+        assert torch.equal(after, copy.deepcopy(adapter)(x, grid))
+    assert not torch.equal(after, before)
+
+
+def test_training_after_an_inference_mode_forward():
+    # What is cached during evaluation under inference_mode must not leak into a training step.
+    adapter, grid = _adapter(), PatchGrid(1, 4, 5)
+    x = torch.randn(2, 21, 32)
+    with torch.inference_mode():
+        evaluated = adapter(x, grid)
+    out = adapter(x, grid)
+    out.square().sum().backward()
+    assert all(p.grad is not None for p in adapter.parameters())
+    torch.testing.assert_close(out.detach(), evaluated, atol=1e-6, rtol=1e-6)
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_inference_forward_launches_no_weight_preparation():
+    # With gradients off the casts, gate folding, stacking and bias gather are done once; a
+    # forward is then the adapter's own kernels only (13 for all three paths on a padded grid).
+    adapter, grid = _adapter(AdapterConfig(bottleneck=16, attn_dim=16, heads=4, window=7)), PatchGrid(1, 6, 6)
+    cache_weights(adapter)
+    x = torch.randn(1, 37, 32, dtype=torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        adapter(x, grid)
+        with _Ops() as counted:
+            adapter(x, grid)
+    prep = {"_to_copy", "cat", "mul", "index", "copy_", "fill_"}
+    assert not prep & set(counted.ops), counted.ops
+    assert sum(counted.ops.values()) - counted.ops["empty"] <= 13, counted.ops
+
+
 @pytest.mark.gpu
 def test_cuda_bf16_autocast_and_compiled_adapter_stay_within_bound():
     adapter, grid = _adapter(AdapterConfig(), dim=64).cuda(), PatchGrid(1, 24, 24)
@@ -139,3 +293,26 @@ def test_cuda_bf16_autocast_and_compiled_adapter_stay_within_bound():
         outb = adapter(xb, grid)
     assert outb.dtype == torch.bfloat16
     assert ((outb.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.gpu
+def test_cuda_graph_capture_of_inference_forward_replays_eager():
+    adapter, grid = _adapter(AdapterConfig(), dim=64).cuda(), PatchGrid(1, 24, 24)
+    x = torch.randn(2, 577, 64, device="cuda", dtype=torch.bfloat16)
+
+    def forward():
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            return adapter(x, grid)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        expected = forward().clone()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = forward()
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    assert torch.equal(out, forward())
+    assert not torch.equal(out, expected)
