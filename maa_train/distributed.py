@@ -59,6 +59,9 @@ def init(device_choice: str) -> Dist:
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # Every rank reaches here before any tears its connections down: a gloo rank that
+        # destroys its group while a peer is still finishing can abort at exit.
+        dist.barrier()
         dist.destroy_process_group()
 
 
