@@ -100,8 +100,9 @@ class ReferenceStep:
         self.opt_d.step()
 
 
-def our_step(trainer, clean: torch.Tensor, degraded: torch.Tensor) -> None:
-    trainer._micro_step({"clean": clean, "degraded": degraded, "keys": []}, 1.0)
+def our_step(trainer, pairs: torch.Tensor) -> None:
+    """One training step from a loader batch's uint8 pairs, normalisation on the device included."""
+    trainer._micro_step({"pairs": pairs, "keys": []}, 1.0)
     trainer._optimizer_step()
 
 
@@ -113,17 +114,18 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def count_step_flops(trainer, clean: torch.Tensor, degraded: torch.Tensor) -> int:
+def count_step_flops(trainer, pairs: torch.Tensor) -> int:
     """FLOPs of our step, counted on the eager encoder pass: the mathematics is the same when
     compiled, and the counter sees the operators only when they run one by one."""
     compiled, trainer.forward = trainer.forward, trainer.student.features
     try:
-        return count_flops(lambda: our_step(trainer, clean, degraded))
+        return count_flops(lambda: our_step(trainer, pairs))
     finally:
         trainer.forward = compiled
 
 
 def loader_rate(trainer, workers: int, batches: int) -> float:
+    """Pairs/s the loader delivers to the trainer's process (pinned, as the trainer asks, on CUDA)."""
     import time
 
     from maa_train.loader import LoaderState, PairStream, make_loader
@@ -131,13 +133,21 @@ def loader_rate(trainer, workers: int, batches: int) -> float:
     state = LoaderState(seed=0, world=1, workers=max(1, workers))
     ds = PairStream(trainer.datasets, None, trainer.settings, batch_size=trainer.cfg.data.batch_size,
                     steps=batches + 2, state=state, shuffle_buffer=64)
-    it = iter(make_loader(ds, workers, pin_memory=False))
+    it = iter(make_loader(ds, workers, pin_memory=trainer.dist.device.type == "cuda"))
     next(it)  # worker start-up is not throughput
     t = time.perf_counter()
     n = 0
     for _ in range(batches):
-        n += next(it)["clean"].shape[0]
+        n += next(it)["pairs"].shape[0]
     return n / (time.perf_counter() - t)
+
+
+def random_pairs(batch: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A loader-shaped batch: uint8 [B, 2, 3, S, S], the degraded half a noisy copy of the clean one."""
+    clean = torch.randint(0, 256, (batch, 3, size, size), generator=generator, dtype=torch.uint8)
+    noise = torch.randint(-12, 13, clean.shape, generator=generator, dtype=torch.int16)
+    degraded = (clean.to(torch.int16) + noise).clamp_(0, 255).to(torch.uint8)
+    return torch.stack([clean, degraded], dim=1)
 
 
 def main() -> None:
@@ -156,6 +166,8 @@ def main() -> None:
                    help="the card's peak dense bf16 TFLOP/s, for a card the table does not know")
     a = p.parse_args()
 
+    from maa_train.loader import pair_batch_bytes
+    from maa_train.preprocess import normalise_pairs
     from maa_train.random_models import save_random_model
 
     scratch = tempfile.TemporaryDirectory(prefix="bench_train_")  # removed at exit
@@ -165,16 +177,17 @@ def main() -> None:
     dev = trainer.dist.device
     s = trainer.settings.size
     g = torch.Generator().manual_seed(0)
-    clean = torch.randn(a.batch, 3, s, s, generator=g).to(dev)
-    degraded = (clean + 0.1 * torch.randn(clean.shape, generator=g).to(dev))
+    pairs = random_pairs(a.batch, s, g).to(dev)  # what the loader hands over: uint8, normalised on the device
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     cuda = dev.type == "cuda"
-    inputs_bytes = 2 * clean.numel() * clean.element_size()
 
-    ours = timed(lambda: our_step(trainer, clean, degraded), a.repeats, warmup=3, sync=sync)
+    ours = timed(lambda: our_step(trainer, pairs), a.repeats, warmup=3, sync=sync)
     mem_ours = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None  # everything ours holds
-    flops = count_step_flops(trainer, clean, degraded)
+    flops = count_step_flops(trainer, pairs)
+    # The release's loader hands over normalised float images: the reference step gets them ready.
+    clean, degraded = normalise_pairs(pairs, trainer.settings)
+    inputs_bytes = 2 * clean.numel() * clean.element_size()
     # The reference's peak is counted above what our trainer still holds (plus the shared inputs).
     held = torch.cuda.memory_allocated(dev) if cuda else 0
     ref = ReferenceStep(trainer)
@@ -194,7 +207,8 @@ def main() -> None:
     table += (f"\n\nspeed-up ours/reference: **{ips_ours / ips_ref:.2f}x** (target >= 2x)"
               f"\nMFU: {('%.1f%%' % (100 * mfu)) if mfu else 'n/a (no known peak for this device)'} (target >= 45%)"
               f"\nloader: {pairs_s:.1f} pairs/s with {a.loader_workers} workers = "
-              f"{pairs_s / ips_ours:.2f}x the trainer's {ips_ours:.1f} images/s (target >= 2x)\n"
+              f"{pairs_s / ips_ours:.2f}x the trainer's {ips_ours:.1f} images/s (target >= 2x); "
+              f"{pair_batch_bytes(a.batch, s) / 2**20:.1f} MiB of uint8 pairs per batch\n"
               f"\nmodel: {a.model or a.arch + ' (random weights)'}; batch {a.batch}; device {dev}"
               f"{' (' + torch.cuda.get_device_name(dev) + ')' if cuda else ''}; compile={a.compile}\n")
     print(table)
@@ -202,7 +216,8 @@ def main() -> None:
     write_results(name, {
         "arch": a.arch, "batch": a.batch, "device": str(dev), "ours_s": ours, "reference_s": theirs,
         "speedup": ips_ours / ips_ref, "flops_per_step": flops, "mfu": mfu, "peak_flops": peak,
-        "loader_pairs_per_s": pairs_s, "loader_workers": a.loader_workers, "mem_gib": [mem_ours, mem_ref],
+        "loader_pairs_per_s": pairs_s, "loader_workers": a.loader_workers,
+        "loader_batch_bytes": pair_batch_bytes(a.batch, s), "mem_gib": [mem_ours, mem_ref],
         "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu", "compile": a.compile},
         table, a.out or Path(__file__).resolve().parent / "results")
 

@@ -44,7 +44,7 @@ from maa_train.checkpoint import CheckpointMismatchError, load_adapters, read_co
 from maa_train.distributed import pick_device
 from maa_train.inject import AdaptedEncoder, ModelInfo, load_vision_model
 from maa_train.loader import ValStream, make_loader
-from maa_train.preprocess import ProcessorSettings
+from maa_train.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.shards import ShardInfo, resolve_shards, split_holdout
 
 log = logging.getLogger(__name__)
@@ -290,11 +290,10 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
     errs = {m.name: [] for m in models}
     seen = 0
     for batch in loader:
-        take = batch["clean"].shape[0]
+        take = batch["pairs"].shape[0]
         if opts.max_samples is not None:
             take = min(take, opts.max_samples - seen)
-        clean_px = batch["clean"][:take].to(device, non_blocking=True)
-        degraded_px = batch["degraded"][:take].to(device, non_blocking=True)
+        clean_px, degraded_px = normalise_pairs(batch["pairs"][:take].to(device, non_blocking=True), settings)
         with models[0].active(), autocast:
             clean = models[0].student.features(clean_px, adapters=False).float()
         positions = None

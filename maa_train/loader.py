@@ -144,7 +144,11 @@ def decode_pair(sample: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PairStream(IterableDataset):
-    """Batches of preprocessed pairs for one rank; see the module docstring."""
+    """Batches of preprocessed pairs for one rank; see the module docstring.
+
+    A batch is a dict: "pairs" uint8 [B, 2, 3, S, S] (clean, degraded; normalised on the
+    device by `preprocess.normalise_pairs`), "keys", and the stream's accounting ("stream",
+    "raw", "skipped", "broken_shards")."""
 
     def __init__(self, datasets: list[list[ShardInfo]], weights: list[float] | None,
                  settings: ProcessorSettings, *, batch_size: int, steps: int, state: LoaderState,
@@ -244,13 +248,14 @@ class PairStream(IterableDataset):
                     if counters["skipped"] <= 10:  # a stream meets a bad sample again every pass
                         log.warning("skipping a sample: %s%s", exc,
                                     " (further skips in this stream are only counted)" if counters["skipped"] == 10 else "")
-            batch = torch.stack(pairs)
-            yield {"clean": batch[:, 0], "degraded": batch[:, 1], "keys": keys, "stream": stream, "raw": consumed,
+            yield {"pairs": torch.stack(pairs), "keys": keys, "stream": stream, "raw": consumed,
                    "skipped": counters["skipped"], "broken_shards": sorted(counters.get("warned_shards", ()))}
 
 
 class ValStream(IterableDataset):
-    """Held-out pairs, each read once, centre-cropped; split over ranks and workers."""
+    """Held-out pairs, each read once, centre-cropped; split over ranks and workers.
+
+    Batches hold "pairs" uint8 [B, 2, 3, S, S] and "keys" (and "meta" with ``with_meta``)."""
 
     def __init__(self, shards: list[ShardInfo], settings: ProcessorSettings, *, batch_size: int,
                  rank: int = 0, world: int = 1, max_samples: int | None = None, with_meta: bool = False):
@@ -268,8 +273,7 @@ class ValStream(IterableDataset):
             quota = self.max_samples // slots + (slot < self.max_samples % slots)
 
         def batch_of() -> dict:
-            batch = torch.stack(pairs)
-            out = {"clean": batch[:, 0], "degraded": batch[:, 1], "keys": keys}
+            out = {"pairs": torch.stack(pairs), "keys": keys}
             if self.with_meta:
                 out["meta"] = metas
             return out
@@ -336,6 +340,11 @@ def make_loader(dataset: IterableDataset, workers: int, pin_memory: bool) -> Dat
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                       persistent_workers=False, prefetch_factor=PREFETCH if workers > 0 else None,
                       in_order=True, worker_init_fn=_init_worker if workers > 0 else None)
+
+
+def pair_batch_bytes(batch_size: int, size: int) -> int:
+    """Bytes of one batch's pixels as workers hand it over: uint8 [B, 2, 3, S, S]."""
+    return batch_size * 2 * 3 * size * size
 
 
 def check_shared_memory(batch_bytes: int, workers: int, processes: int = 1, shm: str = "/dev/shm") -> str | None:

@@ -30,10 +30,11 @@ from maa_train.checkpoint import load_adapters, save_adapters
 from maa_train.config import TrainConfig
 from maa_train.discriminator import TokenDiscriminator
 from maa_train.inject import load_vision_model
-from maa_train.loader import LoaderState, PairStream, ValStream, check_shared_memory, make_loader, steps_per_epoch
+from maa_train.loader import (LoaderState, PairStream, ValStream, check_shared_memory, make_loader, pair_batch_bytes,
+                              steps_per_epoch)
 from maa_train.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty
 from maa_train.metrics_log import MetricsLog
-from maa_train.preprocess import ProcessorSettings
+from maa_train.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.shards import holdout_groups, resolve_shards, split_holdout, without_groups
 
 log = logging.getLogger(__name__)
@@ -295,8 +296,7 @@ class Trainer:
 
     def _micro_step(self, batch: dict, scale: float) -> dict[str, torch.Tensor]:
         dev = self.dist.device
-        clean = batch["clean"].to(dev, non_blocking=True)
-        degraded = batch["degraded"].to(dev, non_blocking=True)
+        clean, degraded = normalise_pairs(batch["pairs"].to(dev, non_blocking=True), self.settings)
         with self._autocast():
             with torch.no_grad(), self.student.adapters_disabled():
                 teacher = self.forward(clean)
@@ -371,9 +371,10 @@ class Trainer:
         total, count = 0.0, 0
         dev = self.dist.device
         for batch in make_loader(ds, min(self.cfg.data.workers, len(self.val_shards)), dev.type == "cuda"):
+            clean, degraded = normalise_pairs(batch["pairs"].to(dev, non_blocking=True), self.settings)
             with self._autocast():
-                teacher = self.student.features(batch["clean"].to(dev, non_blocking=True), adapters=False)
-                student = self.student.features(batch["degraded"].to(dev, non_blocking=True))
+                teacher = self.student.features(clean, adapters=False)
+                student = self.student.features(degraded)
             err = (student.float() - teacher.float()).pow(2).mean(dim=(1, 2))
             total += float(err.sum())
             count += err.numel()
@@ -428,9 +429,8 @@ class Trainer:
             self.metrics.write(0, {"val_l2": val_l2})
             self._maybe_best(val_l2)
         clock = _Clock(dev)
-        # Each pair is two float32 images; every process on this node holds its own batches.
-        size = self.settings.size
-        shm = check_shared_memory(cfg.data.batch_size * 2 * 3 * size * size * 4, cfg.data.workers,
+        # Every process on this node holds its own workers' batches.
+        shm = check_shared_memory(pair_batch_bytes(cfg.data.batch_size, self.settings.size), cfg.data.workers,
                                   int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
         if shm and self.dist.local_rank == 0:
             log.warning(shm)
@@ -445,7 +445,7 @@ class Trainer:
                 losses = self._micro_step(batch, 1.0 / accum)
                 self._count_faults(batch)
                 self.loader_state.record(batch)
-                images += batch["clean"].shape[0] * world
+                images += batch["pairs"].shape[0] * world
                 micro += 1
                 if micro % accum:
                     continue

@@ -12,7 +12,7 @@ from maa_train.evaluate import (ALL, BASE_ROW, CLEAN_ROW, AdapterSpec, EvalOptio
                                 families_of, heldout_shards)
 from maa_train.inject import AdaptedEncoder, load_vision_model
 from maa_train.loader import ValStream
-from maa_train.preprocess import ProcessorSettings
+from maa_train.preprocess import ProcessorSettings, normalise_pairs
 from tests.maa_train.evalkit import one_thread, tiny_clip, write_labelled_dataset  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,12 +46,12 @@ def result(setup):
 def test_rows_match_metrics_on_features_extracted_by_hand(setup, result):
     enc, _ = load_vision_model(setup["model"])
     base = AdaptedEncoder(enc, ADAPTER)
-    stream = ValStream(heldout_shards(setup["data"], 0.34), ProcessorSettings.from_model_dir(setup["model"]),
-                       batch_size=12)
-    batch = next(iter(stream))
+    settings = ProcessorSettings.from_model_dir(setup["model"])
+    batch = next(iter(ValStream(heldout_shards(setup["data"], 0.34), settings, batch_size=12)))
+    clean_px, degraded_px = normalise_pairs(batch["pairs"], settings)
     with torch.no_grad():
-        clean = base.features(batch["clean"], adapters=False)
-        degraded = base.features(batch["degraded"], adapters=False)
+        clean = base.features(clean_px, adapters=False)
+        degraded = base.features(degraded_px, adapters=False)
     expected = metrics.mechanism_row(degraded, clean, "pooled")
     got = result.groups[ALL]["rows"][BASE_ROW]
     for key in ("paired_mse", "mmd2", "kid", "energy", "cka"):

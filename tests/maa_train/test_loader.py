@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from maa_train.loader import LoaderState, PairStream, SampleError, ValStream, make_loader, steps_per_epoch
-from maa_train.preprocess import ProcessorSettings, pair_to_tensor
+from maa_train.loader import (LoaderState, PairStream, SampleError, ValStream, make_loader, pair_batch_bytes,
+                              steps_per_epoch)
+from maa_train.preprocess import ProcessorSettings, normalise, normalise_pairs, pair_to_tensor
 from maa_train.shards import resolve_shards, split_holdout
 from tests.maa_train.shardkit import write_dataset, write_shard
 
@@ -92,8 +93,56 @@ def test_pair_consistent_crop():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
     out = pair_to_tensor(img, img.copy(), ProcessorSettings(size=16), np.random.default_rng(5))
-    assert out.shape == (2, 3, 16, 16)
+    assert out.shape == (2, 3, 16, 16) and out.dtype == torch.uint8 and out.is_contiguous()
     assert torch.equal(out[0], out[1])
+    # channels-first crop of the resized image: a 16 px tall crop of a 30 px image resized to 16 x 27
+    assert out[0].permute(1, 2, 0).numpy().tobytes() in _all_crops(img, 16)
+
+
+def _all_crops(img, s):
+    from maa_train.preprocess import _resize
+
+    big = _resize(img, s, round(img.shape[1] * s / img.shape[0]))
+    return {np.ascontiguousarray(big[:, x:x + s]).tobytes() for x in range(big.shape[1] - s + 1)}
+
+
+def test_normalise_is_the_processor_formula_in_fp32():
+    settings = ProcessorSettings(size=4)
+    px = torch.arange(256, dtype=torch.uint8).repeat(3 * 2).view(2, 3, 16, 16)
+    mean, std = torch.tensor(settings.mean).view(3, 1, 1), torch.tensor(settings.std).view(3, 1, 1)
+    out = normalise(px, settings)
+    assert out.dtype == torch.float32 and out.shape == px.shape
+    # bit-identical to the fp32 formula the float loader used, so runs before and after compare
+    assert torch.equal(out, (px.float() - 255.0 * mean) * (1.0 / (255.0 * std)))
+    # and the processors' (x / 255 - mean) / std, up to float rounding
+    ref = (px.double() / 255 - mean.double()) / std.double()
+    assert torch.allclose(out.double(), ref, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="uint8"):
+        normalise(px.float(), settings)
+    with pytest.raises(ValueError, match=r"\[\.\.\., 3, H, W\]"):
+        normalise(px[:, :2], settings)
+
+
+def test_normalise_pairs_gives_contiguous_halves():
+    settings = ProcessorSettings(size=8, mean=(0.5, 0.25, 0.0), std=(0.5, 0.5, 1.0))
+    pairs = torch.randint(0, 256, (3, 2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    clean, degraded = normalise_pairs(pairs, settings)
+    assert clean.is_contiguous() and degraded.is_contiguous() and clean.shape == (3, 3, 8, 8)
+    assert torch.equal(clean, normalise(pairs[:, 0], settings))
+    assert torch.equal(degraded, normalise(pairs[:, 1], settings))
+    with pytest.raises(ValueError, match=r"\[B, 2, 3, S, S\]"):
+        normalise_pairs(pairs[:, 0], settings)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batches_carry_uint8_pairs_of_the_estimated_size(tmp_path, workers):
+    shards = resolve_shards(str(write_dataset(tmp_path, [5, 4])))
+    ds = PairStream([shards], None, SETTINGS, batch_size=3, steps=2, state=LoaderState(seed=1), shuffle_buffer=2)
+    for stream in (ds, ValStream(shards, SETTINGS, batch_size=3)):
+        batch = next(iter(make_loader(stream, workers, False)))
+        pairs = batch["pairs"]
+        assert pairs.dtype == torch.uint8 and pairs.shape == (3, 2, 3, 16, 16) and "clean" not in batch
+        assert pairs.numel() * pairs.element_size() == pair_batch_bytes(3, 16)
 
 
 def test_val_stream_reads_each_sample_once(tmp_path):
@@ -149,3 +198,12 @@ def test_shared_memory_warning_names_the_settings(tmp_path):
     assert msg and "data.workers" in msg and "--shm-size" in msg
     assert check_shared_memory(1024, workers=2, shm=str(tmp_path)) is None
     assert check_shared_memory(free, workers=0, shm=str(tmp_path)) is None  # no workers: nothing is shared
+
+
+@pytest.mark.gpu
+def test_normalise_on_cuda_matches_cpu_bit_for_bit():
+    settings = ProcessorSettings(size=8)
+    pairs = torch.randint(0, 256, (4, 2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    on_gpu = normalise_pairs(pairs.pin_memory().to("cuda", non_blocking=True), settings)
+    for got, want in zip(on_gpu, normalise_pairs(pairs, settings)):
+        assert got.is_cuda and torch.equal(got.cpu(), want)
