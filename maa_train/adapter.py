@@ -271,6 +271,8 @@ class MAAAdapter(nn.Module):
             self._owners = [m._parameters for m in self.modules() if m._parameters]
         key = [dtype]
         for params in self._owners:  # each module's dict as it is now: sees reassigned parameters
+            if any(t.is_inference() for t in params.values()):
+                return self._derive(dtype)  # inference tensors have no version counter to key on
             key.extend((t.data_ptr(), t._version) for t in params.values())
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._derive(dtype))
@@ -319,7 +321,10 @@ class MAAAdapter(nn.Module):
 def cache_weights(model: nn.Module, enabled: bool = True) -> int:
     """Turn the derived-weight cache of every MAA adapter in `model` on (or off); returns how
     many adapters it reached. For inference with fixed weights: saves the per-forward casts,
-    gate folding and stacking (about ten small kernels per adapter, which count at batch 1)."""
+    gate folding and stacking (about ten small kernels per adapter, which count at batch 1).
+    The cache sees in-place writes that bump version counters and reassigned parameters; after
+    anything else (fused optimizer steps, writes through ``.data``, replacing a submodule such
+    as ``adapter.mlp[2]``) call ``clear_cache()`` on the adapter or turn the cache off."""
     adapters = [m for m in model.modules() if isinstance(m, MAAAdapter)]
     for adapter in adapters:
         adapter.cache_weights = enabled

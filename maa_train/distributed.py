@@ -57,11 +57,14 @@ def init(device_choice: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), device)
 
 
-def shutdown() -> None:
+def shutdown(barrier: bool = True) -> None:
+    """Leave the process group. `barrier`: wait for every rank first (a gloo rank that destroys
+    its group while a peer is still finishing can abort at exit). Only after a run that ended
+    on every rank: a rank that failed alone must leave at once, so that torchrun ends the job,
+    instead of waiting in a barrier while its peers wait in the next all-reduce."""
     if dist.is_initialized():
-        # Every rank reaches here before any tears its connections down: a gloo rank that
-        # destroys its group while a peer is still finishing can abort at exit.
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 

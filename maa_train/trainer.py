@@ -582,10 +582,16 @@ def _progress(total: int, initial: int, enabled: bool):
 
 def train(cfg: TrainConfig) -> TrainSummary:
     trainer = Trainer(cfg)
+    together = False  # every rank ended the run (errors raised on all ranks, e.g. divergence, count too)
     try:
-        return trainer.fit()
+        summary = trainer.fit()
+        together = True
+        return summary
+    except (TrainingDiverged, TrainingInterrupted):
+        together = True
+        raise
     finally:
-        distributed.shutdown()
+        distributed.shutdown(barrier=together)
 
 
 __all__ = ["Trainer", "TrainSummary", "TrainingDiverged", "TrainingInterrupted", "train", "load_adapters"]

@@ -221,6 +221,17 @@ def test_inference_cache_follows_weight_updates(autocast):
     assert copy.deepcopy(adapter)._cache is None and pickle.loads(pickle.dumps(adapter))._cache is None
 
 
+def test_cache_on_adapters_made_under_inference_mode():
+    # Inference tensors have no version counter: the cache must step aside, not fail.
+    with torch.inference_mode():
+        adapter, grid = _adapter(gates=(0.0, 0.0)), PatchGrid(1, 4, 4)
+        cache_weights(adapter)
+        x = torch.randn(2, 17, 32)
+        assert torch.equal(adapter(x, grid), x)  # gates at 0: identity
+        adapter.alpha_mlp.fill_(0.5)  # an in-place write the next forward must see
+        assert not torch.equal(adapter(x, grid), x)
+
+
 def test_no_cache_by_default_so_fused_optimizer_steps_are_seen():
     # A fused AdamW step writes the parameters without bumping their version counters: a cache
     # keyed on them would serve the old weights. Off by default, every forward derives afresh.

@@ -135,6 +135,24 @@ def test_torchrun_two_cpu_processes(tiny_model, dataset, tmp_path):
     assert summary["world_size"] == 2 and len(summary["peak_rss_gb"]) == 2 and min(summary["peak_rss_gb"]) > 0
 
 
+def test_torchrun_ends_when_one_rank_fails_alone(tiny_model, tmp_path):
+    # A corrupt sample with on_error=raise fails only the rank that reads it; that rank must
+    # leave at once (torchrun then ends the job) rather than wait for peers that are waiting
+    # for it in the next all-reduce.
+    data = write_dataset(tmp_path / "data", [8, 8, 8, 8], corrupt={"s1-k000", "s1-k001"})
+    cfg = _cfg(tiny_model, data, tmp_path / "ddp", **{"data.on_error": "raise", "train.max_steps": 40,
+                                                     "train.val_every": 100})
+    path = tmp_path / "ddp.json"
+    path.write_text(json.dumps(cfg.model_dump()))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "maa_train.cli", "--config", str(path)]
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "s1-k00" in done.stderr  # the failing rank names the sample
+    assert not (tmp_path / "ddp" / "final").exists()
+
+
 def test_corrupt_sample_is_skipped_and_counted(tiny_model, tmp_path):
     data = write_dataset(tmp_path / "data", [8, 8], corrupt={"s0-k003", "s1-k001"})
     trainer = Trainer(_cfg(tiny_model, data, tmp_path / "out", **{"train.max_steps": 3, "data.val_fraction": 0.5}))
