@@ -3,6 +3,7 @@
     python benchmarks/gpu_suite.py --work runs/gpu                      # all stages, in order
     python benchmarks/gpu_suite.py --work runs/gpu --stages train       # one stage per 10-minute window
     python benchmarks/gpu_suite.py --work runs/smoke --smoke            # the same stages on CPU, tiny
+    python benchmarks/gpu_suite.py --work runs/gpu --source photos=/data/div2k   # your images for the dataset
 
 Each stage runs the project's own commands (corruptor build, bench_*.py, torchrun maa-train) as
 subprocesses with a time limit, tees their output to WORK/logs/STAGE.log and records the outcome in
@@ -41,6 +42,7 @@ class Settings:
     timeout: float
     cpus: int
     gpus: int
+    sources: tuple[str, ...] = ()  # corruptor build --source NAME=PATH; empty: embedded photos + OCR pages
 
     @property
     def data(self) -> Path:  # named by size: another --pairs builds (and resumes) its own
@@ -71,8 +73,9 @@ class Stage:
 def dataset(s: Settings) -> list[list[str]]:
     # Sources that need no download; one OCR page per OCR pair, photos reused as variants and crops.
     shard = max(8, min(256, s.pairs // (4 * s.cpus)))
-    return [[PY, "-m", "corruptor", "build", "--recipe", "maa-paper", "--source", "photos=embedded:photos",
-             "--source", f"ocr=synthetic:ocr:{max(8, s.pairs // 2)}", "--target", str(s.pairs),
+    sources = s.sources or ("photos=embedded:photos", f"ocr=synthetic:ocr:{max(8, s.pairs // 2)}")
+    return [[PY, "-m", "corruptor", "build", "--recipe", "maa-paper",
+             *[arg for src in sources for arg in ("--source", src)], "--target", str(s.pairs),
              "--shard-size", str(shard), "--mask-source", "felzenszwalb", "--distributor", "local",
              "--workers", str(s.cpus), "--no-progress", "--out", str(s.data)],
             [PY, "-m", "corruptor", "validate", str(s.data)]]
@@ -266,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="CPU check of every stage at tiny settings")
     p.add_argument("--timeout-per-stage", type=float, default=None, help="seconds (default 570; 240 with --smoke)")
     p.add_argument("--force", action="store_true", help="run stages again even when already ok")
+    p.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                   help="build the dataset from these sources (corruptor build --source; repeatable) instead "
+                        "of the embedded photos and synthetic OCR pages, e.g. photos=/data/div2k")
     a = p.parse_args(argv)
     wanted = [n.strip() for n in a.stages.split(",") if n.strip()]
     if not wanted or set(wanted) - set(names):
@@ -287,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
               "Pass --smoke for the CPU check of the same stages.", file=sys.stderr)
         return 2
     s = Settings(work=work, results=results, pairs=pairs, smoke=a.smoke, timeout=timeout,
-                 cpus=2 if a.smoke else os.cpu_count() or 1, gpus=torch.cuda.device_count())
+                 cpus=2 if a.smoke else os.cpu_count() or 1, gpus=torch.cuda.device_count(), sources=tuple(a.source))
     done = run_suite(tuple(st for st in STAGES if st.name in wanted), s, force=a.force)
     print(f"\n{'stage':<10} {'status':<8} {'seconds':>8}  results / reason")
     for name, r in done.items():

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_suite
-from benchmarks.gpu_suite import PY, ROOT, STAGES, Settings, Stage
+from benchmarks.gpu_suite import DATASET, PY, ROOT, STAGES, Settings, Stage
 
 SUITE = [PY, str(ROOT / "benchmarks" / "gpu_suite.py")]
 
@@ -179,3 +179,12 @@ def test_smoke_run_records_resumes_and_never_touches_committed_results(tmp_path)
     after = _suite(work)
     assert after["torchrun"]["status"] == "timeout"
     assert after["dataset"] == records["dataset"]
+
+
+def test_user_sources_replace_the_embedded_ones(tmp_path):
+    s = Settings(**{**_settings(tmp_path).__dict__, "sources": ("photos=/data/div2k", "web=/data/cc.txt")})
+    build = next(c for c in DATASET.commands(s) if "build" in c)
+    given = [build[i + 1] for i, t in enumerate(build) if t == "--source"]
+    assert given == ["photos=/data/div2k", "web=/data/cc.txt"]
+    default = next(c for c in DATASET.commands(_settings(tmp_path)) if "build" in c)
+    assert "photos=embedded:photos" in default
