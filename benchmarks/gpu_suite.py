@@ -132,11 +132,11 @@ def torchrun_results(s: Settings) -> None:
 
     t, out = torchrun_plan(s), s.work / "torchrun"
     summary = json.loads((out / "summary.json").read_text())
-    rows = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "images_per_s" in r]
-    if len(rows) < 2:
-        raise RuntimeError(f"{out / 'metrics.jsonl'}: fewer than 2 logged steps, so no steady rate")
-    # Steady: from the first logged step on, past start-up and the first batches.
-    steady = (rows[-1]["step"] - rows[0]["step"]) * t["batch"] * t["nproc"] / (rows[-1]["time"] - rows[0]["time"])
+    # Steady: the trainer's rate from the end of the first step, validation and checkpoints left out.
+    steady = summary["train_images_per_s"]
+    if steady is None:
+        raise RuntimeError(f"{out / 'summary.json'}: no steady rate (the run ended after its first step)")
+    memory = summary["peak_memory_allocated_gb"] or summary["peak_rss_gb"]  # per rank: CUDA, or CPU RSS
     card = f"CPU ({s.cpus} cores, gloo)" if s.smoke else torch.cuda.get_device_name(0)
     # FLOPs of the same trainer step at the same batch, counted by the train stage on this card.
     bench = json.loads((s.results / "train.json").read_text()) if (s.results / "train.json").exists() else {}
@@ -146,17 +146,17 @@ def torchrun_results(s: Settings) -> None:
          "command": shlex.join(torchrun(s)[-1]).replace(PY, "python"), "arch": f"{s.arch} (random init)",
          "data": str(s.data), **t, "steps_run": summary["steps"], "images_per_s": summary["images_per_s"],
          "steady_images_per_s": steady, "steady_images_per_s_per_process": steady / t["nproc"],
-         "peak_memory_gib_rank0": summary["peak_memory_gb"], "mfu": mfu, "final_losses": summary["final_losses"]}
+         "peak_memory_gib_per_rank": memory, "mfu": mfu, "final_losses": summary["final_losses"]}
     stem = "torchrun_cpu_smoke" if s.smoke else "torchrun_gpu"
     s.results.mkdir(parents=True, exist_ok=True)
     (s.results / f"{stem}.json").write_text(json.dumps(r, indent=2))
-    cells = [r["images_per_s"], steady, steady / t["nproc"], r["peak_memory_gib_rank0"], mfu]
+    cells = [r["images_per_s"], steady, steady / t["nproc"], max(memory), mfu]
     (s.results / f"{stem}.md").write_text(
         f"# maa-train under torchrun{' (CPU SMOKE RUN: checks the path, not a figure)' if s.smoke else ''}\n\n"
         f"- {card}, {t['nproc']} process(es), {r['date']}\n- command: `{r['command']}`\n- model {r['arch']}, data "
         f"`{s.data}`, batch {t['batch']} per process, {summary['steps']} steps; MFU from FLOPs in train.json\n\n"
-        "| images/s (whole run) | images/s (steady) | per process | peak GiB (rank 0) | MFU |\n|---|---|---|---|---|\n"
-        "| " + " | ".join("n/a" if v is None else f"{v:.4g}" for v in cells) + " |\n")
+        "| images/s (whole run) | images/s (steady) | per process | peak GiB (max over ranks) | MFU |\n"
+        "|---|---|---|---|---|\n| " + " | ".join("n/a" if v is None else f"{v:.4g}" for v in cells) + " |\n")
 
 
 def mechanism(s: Settings) -> list[list[str]]:

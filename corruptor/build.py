@@ -324,14 +324,14 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
 
 
 def _link_tree(src: Path, dst: Path) -> None:
-    from corruptor.mask_cache import TEMP_SUFFIX
+    from corruptor.mask_cache import is_temp
 
     for path in sorted(src.rglob("*")):
         target = dst / path.relative_to(src)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue
-        if path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX):
+        if is_temp(path.name):
             continue  # an interrupted writer's leftover, not a cache entry
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():

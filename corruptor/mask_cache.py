@@ -74,6 +74,11 @@ def temp_file(folder: Path, stem: str) -> Path:
     return Path(tmp)
 
 
+def is_temp(name: str) -> bool:
+    """Whether a file name under ``masks/`` is a writer's temp file, not a cache entry."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -110,7 +115,7 @@ def remove_stale_temps(root: Path, stale_after_s: float = STALE_AFTER_S) -> list
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+                elif is_temp(entry.name):
                     path = Path(entry.path)
                     if _is_stale(path, now, host, stale_after_s):
                         path.unlink(missing_ok=True)

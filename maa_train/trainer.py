@@ -205,8 +205,10 @@ class Trainer:
             if key in saved and saved.get(key) != current.get(key):
                 raise ValueError(f"checkpoint {path} was made for {key}={saved.get(key)!r}, "
                                  f"this run has {key}={current.get(key)!r}")
-        self._warn_on_data_change(path)
-        self._warn_on_schedule_change(path, state)
+        file = path / "config.json"  # the run's config as saved with the checkpoint
+        saved_cfg = json.loads(file.read_text()) if file.exists() else {}
+        self._warn_on_data_change(path, saved_cfg.get("data", {}))
+        self._warn_on_schedule_change(path, state, saved_cfg)
         self.student.load_trainable_state_dict(trainable)
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -230,8 +232,7 @@ class Trainer:
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
-    def _warn_on_data_change(self, path: Path) -> None:
-        saved = json.loads((path / "config.json").read_text()).get("data", {}) if (path / "config.json").exists() else {}
+    def _warn_on_data_change(self, path: Path, saved: dict) -> None:
         now = self.cfg.data.model_dump()
         changed = [k for k in ("train", "weights", "val", "val_fraction", "batch_size", "shuffle_buffer")
                    if k in saved and saved[k] != now[k]]
@@ -239,11 +240,9 @@ class Trainer:
             log.warning("resuming %s with other data settings (%s): the run continues, but not as an exact "
                         "continuation of the checkpointed one", path, ", ".join(f"data.{k}" for k in changed))
 
-    def _warn_on_schedule_change(self, path: Path, state: dict) -> None:
+    def _warn_on_schedule_change(self, path: Path, state: dict, saved_cfg: dict) -> None:
         """The schedule is rebuilt from this run's config (so a finished run can be extended, as
         torchtitan does with training.steps); a changed length moves the learning rate: say so."""
-        file = path / "config.json"
-        saved_cfg = json.loads(file.read_text()) if file.exists() else {}
         old = state.get("total_steps") or saved_cfg.get("train", {}).get("max_steps")
         if old is None or old == self.total_steps:
             return
@@ -493,7 +492,7 @@ class Trainer:
             steps=self.step, images=images, seconds=seconds, images_per_s=images / max(seconds, 1e-9),
             final_losses=last, best_val_l2=None if math.isinf(self.best[0]) else self.best[0],
             best_step=self.best[1], skipped_samples=skipped, broken_shards=sorted(broken), out_dir=str(self.out),
-            peak_memory_gb=_peak_memory_gb(dev), world_size=world, device=_device_name(dev),
+            peak_memory_gb=(memory.get("mem_alloc_gb") or memory["rss_gb"])[0], world_size=world, device=_device_name(dev),
             train_images_per_s=steady, warmup_s=warmup,
             peak_memory_allocated_gb=memory.get("mem_alloc_gb"), peak_memory_reserved_gb=memory.get("mem_reserved_gb"),
             peak_rss_gb=memory.get("rss_gb"))
@@ -550,10 +549,8 @@ def _signal_handlers(signums, handler):
             signal.signal(s, h)
 
 
-def _peak_memory_gb(device: torch.device) -> float:
-    """Peak CUDA memory allocated, or on CPU the process's peak resident set (rank 0's)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
+def _peak_rss_gb() -> float:
+    """This process's peak resident set."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
@@ -563,7 +560,7 @@ def _memory_record(device: torch.device, world: int) -> dict:
     """Per-rank memory peaks, indexed by rank: CUDA allocated and reserved since training
     started, or on CPU each process's peak resident set. A collective: every rank calls it."""
     if device.type != "cuda":
-        return {"rss_gb": [r[0] for r in distributed.gather_floats([_peak_memory_gb(device)], device, world)]}
+        return {"rss_gb": [r[0] for r in distributed.gather_floats([_peak_rss_gb()], device, world)]}
     mine = [torch.cuda.max_memory_allocated(device) / 2**30, torch.cuda.max_memory_reserved(device) / 2**30]
     ranks = distributed.gather_floats(mine, device, world)
     return {"mem_alloc_gb": [r[0] for r in ranks], "mem_reserved_gb": [r[1] for r in ranks],
