@@ -26,11 +26,11 @@ from pathlib import Path
 
 import cv2
 
-from corruptor.build import BuildConfig, build
-from corruptor.recipe import builtin_recipe
-from corruptor.rng import rng_for
-from corruptor.samples import SAMPLE_PHOTOS, sample_photo
-from corruptor.sources import SourceSpec
+from corruptor.build.builder import BuildConfig, build
+from corruptor.recipe.recipe import builtin_recipe
+from maa_format.rng import rng_for
+from corruptor.sources.samples import SAMPLE_PHOTOS, sample_photo
+from corruptor.sources.sources import SourceSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAPER_PAIRS = 75_000
@@ -38,7 +38,7 @@ PAPER_PAIRS = 75_000
 
 def write_sources(root: Path, ocr_pages: int) -> list[SourceSpec]:
     """Embedded photos and synthetic pages as JPEG files: a build decodes real files."""
-    from corruptor.ocr_pages import render_page
+    from corruptor.sources.ocr_pages import render_page
 
     (root / "photos").mkdir(parents=True)
     (root / "ocr").mkdir(parents=True)
@@ -89,7 +89,7 @@ def main() -> int:
         rate = {k: max(v) for k, v in one_core.items()}   # best of: least disturbed by other load
         ratio = rate["paper"] / rate["identity"]
 
-        from corruptor.distributor import ensure_ray
+        from corruptor.run.distributor import ensure_ray
 
         ensure_ray(num_cpus=args.max_workers)
         # Untimed warm-up: every Ray worker process imports the package and loads the recipe once.

@@ -31,10 +31,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from corruptor.imagecorruptions_compat import RANDOM_OPS, apply_imagecorruptions
-from corruptor.registry import IMAGENET_C, LEVELS, OP_MODULES, OPS
-from corruptor.rng import derive_seed, rng_for
-from corruptor.samples import SAMPLE_PHOTOS, sample_photo
+from corruptor.ops.imagecorruptions_compat import RANDOM_OPS, apply_imagecorruptions
+from corruptor.ops.registry import IMAGENET_C, LEVELS, OP_MODULES, OPS
+from maa_format.rng import derive_seed, rng_for
+from corruptor.sources.samples import SAMPLE_PHOTOS, sample_photo
 
 SIZE = 512
 SEED = 0

@@ -1,6 +1,6 @@
 """Images per second of the mask stage.
 
-1. SAM2: our batched source (`corruptor.mask_sam2`) against the stock
+1. SAM2: our batched source (`corruptor.masks.sam2`) against the stock
    `SAM2AutomaticMaskGenerator.generate` loop, same model object, same points, thresholds
    and NMS, side by side in one run. Two regimes: the given thresholds, and thresholds at
    zero, where every candidate survives filtering and post-processing dominates. Our source
@@ -43,10 +43,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from corruptor.mask_sam2 import Sam2MaskSource, build_model, resolve_device  # noqa: E402
-from corruptor.mask_skimage import SkimageMaskSource  # noqa: E402
-from corruptor.mask_source import MaskError, MaskSourceConfig  # noqa: E402
-from corruptor.samples import SAMPLE_PHOTOS, sample_photo  # noqa: E402
+from corruptor.masks.sam2 import Sam2MaskSource, build_model, resolve_device  # noqa: E402
+from corruptor.masks.skimage import SkimageMaskSource  # noqa: E402
+from corruptor.masks.source import MaskError, MaskSourceConfig  # noqa: E402
+from corruptor.sources.samples import SAMPLE_PHOTOS, sample_photo  # noqa: E402
 
 
 def photos(n: int, width: int, height: int) -> list[np.ndarray]:

@@ -2,7 +2,7 @@
 
 Builds (or reuses) a corruptor dataset, saves a random-weight CLIP encoder, trains MSE-only and
 MAA adapters on the same data and budget with the real trainer, and evaluates base, MSE-only
-and MAA on the held-out shards with `maa_train.evaluate` (pipelines.ablation does both).
+and MAA on the held-out shards with `maa_train.eval.evaluate` (pipelines.ablation does both).
 
 No pretrained weights can be had on these machines, so the encoder is random-init: the table
 shows how the metrics and the pipeline behave at ViT-L/14-336 scale, not the paper's numbers
@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maa_train.evaluate import ALL, METRIC_LABELS, METRICS, EvalOptions  # noqa: E402
+from maa_train.eval.evaluate import ALL, METRIC_LABELS, METRICS, EvalOptions  # noqa: E402
 from maa_train.random_models import save_random_model  # noqa: E402
 from pipelines import ablation  # noqa: E402
 

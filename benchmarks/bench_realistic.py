@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from corruptor.registry import get_op
-from corruptor.rng import rng_for
-from corruptor.samples import sample_photo
+from corruptor.ops.registry import get_op
+from maa_format.rng import rng_for
+from corruptor.sources.samples import sample_photo
 
 OPS: tuple[str, ...] = (
     "low_light", "color_shift", "overexposure", "low_resolution", "jpeg", "webp", "haze", "rain",

@@ -46,8 +46,8 @@ def peak_flops(device: torch.device) -> float | None:
 
 
 def make_trainer(model_dir: Path, data: str, out: Path, batch: int, device: str, compile_: bool, workers: int):
-    from maa_train.config import load_config
-    from maa_train.trainer import Trainer
+    from maa_train.train.config import load_config
+    from maa_train.train.trainer import Trainer
 
     cfg = load_config(base={
         "model": {"path": str(model_dir)},
@@ -62,9 +62,9 @@ class ReferenceStep:
     """The release's step: a second teacher encoder, eager, fp32 adapters, BCE discriminator."""
 
     def __init__(self, trainer):
-        from maa_train.adapter import AdapterConfig
-        from maa_train.discriminator import TokenDiscriminator
-        from maa_train.inject import AdaptedEncoder, load_vision_model
+        from maa_train.students.adapter import AdapterConfig
+        from maa_train.objectives.discriminator import TokenDiscriminator
+        from maa_train.students.inject import AdaptedEncoder, load_vision_model
 
         dev = trainer.dist.device
         # Both encoders loaded afresh: a deep copy of the trainer's backbone would carry its
@@ -128,7 +128,7 @@ def loader_rate(trainer, workers: int, batches: int) -> float:
     """Pairs/s the loader delivers to the trainer's process (pinned, as the trainer asks, on CUDA)."""
     import time
 
-    from maa_train.loader import LoaderState, PairStream, make_loader
+    from maa_train.data.loader import LoaderState, PairStream, make_loader
 
     state = LoaderState(seed=0, world=1, workers=max(1, workers))
     ds = PairStream(trainer.datasets, None, trainer.settings, batch_size=trainer.cfg.data.batch_size,
@@ -166,8 +166,8 @@ def main() -> None:
                    help="the card's peak dense bf16 TFLOP/s, for a card the table does not know")
     a = p.parse_args()
 
-    from maa_train.loader import pair_batch_bytes
-    from maa_train.preprocess import normalise_pairs
+    from maa_train.data.loader import pair_batch_bytes
+    from maa_train.data.preprocess import normalise_pairs
     from maa_train.random_models import save_random_model
 
     scratch = tempfile.TemporaryDirectory(prefix="bench_train_")  # removed at exit

@@ -122,7 +122,7 @@ def torchrun(s: Settings) -> list[list[str]]:
             "train.max_steps": t["steps"], "train.val_every": t["steps"], "train.ckpt_every": t["steps"],
             "train.log_every": 1 if s.smoke else 10, "train.progress": "false", "train.out_dir": s.work / "torchrun"}
     return [random_model(s), [PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(t["nproc"]),
-                              "-m", "maa_train.cli", "--config", t["config"],
+                              "-m", "maa_train.train.cli", "--config", t["config"],
                               *(x for k, v in sets.items() for x in ("--set", f"{k}={v}"))]]
 
 

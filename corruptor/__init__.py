@@ -1,6 +1,6 @@
 """corruptor: reproducible image corruptions, recipes and the sharded dataset build.
 
-The public names are imported on first use, so ``import corruptor.registry`` (done by
+The public names are imported on first use, so ``import corruptor.ops.registry`` (done by
 every op module and worker) does not pay for pydantic, YAML and OpenCV up front.
 """
 from __future__ import annotations
@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 _PUBLIC = {
     "corrupt": "corruptor.api",
-    "Applied": "corruptor.recipe",
-    "Recipe": "corruptor.recipe",
-    "RecipeError": "corruptor.recipe",
-    "builtin_recipe": "corruptor.recipe",
-    "load_recipe": "corruptor.recipe",
-    "replay": "corruptor.recipe",
+    "Applied": "corruptor.recipe.recipe",
+    "Recipe": "corruptor.recipe.recipe",
+    "RecipeError": "corruptor.recipe.recipe",
+    "builtin_recipe": "corruptor.recipe.recipe",
+    "load_recipe": "corruptor.recipe.recipe",
+    "replay": "corruptor.recipe.recipe",
 }
 
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
     from corruptor.api import corrupt
-    from corruptor.recipe import Applied, Recipe, RecipeError, builtin_recipe, load_recipe, replay
+    from corruptor.recipe.recipe import Applied, Recipe, RecipeError, builtin_recipe, load_recipe, replay
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 import sys
 
-from corruptor.cli import main
+from corruptor.cli.main import main
 
 sys.exit(main())

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from corruptor.image import to_rgb_uint8
-from corruptor.rng import rng_for
-from corruptor.step import run_op
+from corruptor.build.image import to_rgb_uint8
+from maa_format.rng import rng_for
+from corruptor.ops.step import run_op
 
 
 def corrupt(image: np.ndarray, name: str, severity: int, seed: int = 0, key: str = "",

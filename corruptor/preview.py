@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from corruptor.api import corrupt
-from corruptor.recipe import Applied, Recipe
-from corruptor.registry import LEVELS
+from corruptor.recipe.recipe import Applied, Recipe
+from corruptor.ops.registry import LEVELS
 
 LABEL_W = 220
 HEADER_H = 22

@@ -1,5 +1,5 @@
 import sys
 
-from maa_train.cli import main
+from maa_train.train.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maa_train.preprocess import CLIP_MEAN, CLIP_STD
+from maa_train.data.preprocess import CLIP_MEAN, CLIP_STD
 
 # name -> CLIPVisionConfig kwargs
 ARCHS: dict[str, dict] = {

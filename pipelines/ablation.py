@@ -3,7 +3,7 @@
     python -m pipelines.ablation --config FILE [--set key=value ...] --out DIR [--variants a,b]
 
 Every variant trains from the same config (data, steps, seed) with a few overrides, in one
-process, one after the other; then one pass of `maa_train.evaluate` over the held-out shards
+process, one after the other; then one pass of `maa_train.eval.evaluate` over the held-out shards
 builds the mechanism table of all of them next to the untrained base, and the ablation table
 adds each variant's best validation L2.
 
@@ -32,11 +32,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from maa_train.config import ConfigError, TrainConfig, load_config
-from maa_train.evaluate import (ALL, BASE_ROW, CLEAN_ROW, METRIC_LABELS, METRICS, AdapterSpec, EvalOptions,
+from maa_train.train.config import ConfigError, TrainConfig, load_config
+from maa_train.eval.evaluate import (ALL, BASE_ROW, CLEAN_ROW, METRIC_LABELS, METRICS, AdapterSpec, EvalOptions,
                                 EvaluationError, MechanismResult, evaluate, write_outputs)
-from maa_train.shards import ShardInfo, resolve_shards, split_holdout
-from maa_train.trainer import TrainingDiverged, train
+from maa_train.data.shards import ShardInfo, resolve_shards, split_holdout
+from maa_train.train.trainer import TrainingDiverged, train
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def variant_config(config: str | Path | None, overrides: list[str], variant: Var
 
 
 def heldout_for(cfg: TrainConfig) -> list[ShardInfo]:
-    """The shards the trainer validates on (the same choice as maa_train.trainer)."""
+    """The shards the trainer validates on (the same choice as maa_train.train.trainer)."""
     if cfg.data.val:
         return [s for spec in cfg.data.val for s in resolve_shards(spec)]
     return split_holdout(resolve_shards(cfg.data.train[0]), cfg.data.val_fraction)[1]

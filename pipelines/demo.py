@@ -25,7 +25,7 @@ def _step(title: str) -> None:
 
 def _family_counts(dataset: Path) -> tuple[collections.Counter, collections.Counter]:
     """Pairs per corruption family, for whole-image ops and for ops inside regions."""
-    from corruptor.registry import get_op
+    from corruptor.ops.registry import get_op
 
     whole: collections.Counter = collections.Counter()
     local: collections.Counter = collections.Counter()
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = a.out
     dataset, model_dir = out / "dataset", out / "models" / "tiny-clip"
 
-    from corruptor.cli import main as corruptor
-    from maa_train.config import load_config
+    from corruptor.cli.main import main as corruptor
+    from maa_train.train.config import load_config
     from maa_train.random_models import save_random_model
-    from maa_train.trainer import train
+    from maa_train.train.trainer import train
 
     # Every run starts fresh (the mask cache under dataset/masks is kept and reused), so
     # `make demo` also works over the output of an older version of the project.

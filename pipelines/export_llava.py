@@ -9,7 +9,7 @@ model folder's own processor and chat template. --release-checkpoint: writes the
 as the public release does (a state dict of `...layers.{i}.maa_adapter.*` tensors).
 
 In a benchmark harness (VLMEvalKit, lmms-eval) load the model as the harness does, then
-call `maa_train.export.attach_adapters(model, "RUN/best")` once; generation then runs
+call `maa_train.students.export.attach_adapters(model, "RUN/best")` once; generation then runs
 through the adapters.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from maa_train.checkpoint import CheckpointMismatchError
-from maa_train.export import adapters_disabled, load_llava_with_adapters, save_release_checkpoint
+from maa_train.students.checkpoint import CheckpointMismatchError
+from maa_train.students.export import adapters_disabled, load_llava_with_adapters, save_release_checkpoint
 
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -4,8 +4,8 @@ import pytest
 
 import corruptor
 from corruptor import corrupt
-from corruptor.registry import IMAGENET_C, SeverityError, UnknownOpError
-from corruptor.step import BackendError
+from corruptor.ops.registry import IMAGENET_C, SeverityError, UnknownOpError
+from corruptor.ops.step import BackendError
 
 
 
@@ -37,7 +37,7 @@ def test_errors_name_allowed_values(rgb_image):
 
 
 def test_imagecorruptions_backend(rgb_image):
-    pytest.importorskip("corruptor.imagecorruptions_compat")
+    pytest.importorskip("corruptor.ops.imagecorruptions_compat")
     a = corrupt(rgb_image, "contrast", 3, seed=4, backend="imagecorruptions")
     np.testing.assert_array_equal(a, corrupt(rgb_image, "contrast", 3, seed=4, backend="imagecorruptions"))
     assert a.shape == rgb_image.shape and a.dtype == np.uint8

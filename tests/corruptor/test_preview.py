@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corruptor.cli import main
+from corruptor.cli.main import main
 from corruptor.preview import HEADER_H, LABEL_W, PAD, op_sheet, recipe_sheet, sheet_size, thumbnail
-from corruptor.recipe import load_recipe
-from corruptor.registry import IMAGENET_C, load_all
+from corruptor.recipe.recipe import load_recipe
+from corruptor.ops.registry import IMAGENET_C, load_all
 
 
 

@@ -5,10 +5,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from maa_train.config import ConfigError
-from maa_train.evaluate import BASE_ROW, CLEAN_ROW
+from maa_train.train.config import ConfigError
+from maa_train.eval.evaluate import BASE_ROW, CLEAN_ROW
 from pipelines.ablation import main, parse_variants
-from tests.maa_train.evalkit import one_thread, tiny_clip, train_config, write_labelled_dataset  # noqa: F401
+from tests.maa_train.eval.evalkit import one_thread, tiny_clip, train_config, write_labelled_dataset  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

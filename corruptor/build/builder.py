@@ -1,0 +1,342 @@
+"""Build a dataset: validate, plan, run shards (resumably), and write ``dataset.json``.
+
+Folder layout (the contract in DESIGN.md):
+
+    DIR/plan.json                 sources, items and the sample -> shard assignment
+    DIR/shards/NNNNNN.tar         WebDataset samples (clean, degraded, mask.png, json)
+    DIR/shards/NNNNNN.parquet     one manifest row per planned sample, failures included
+    DIR/shards/NNNNNN.stats.json  the shard's done marker, written last
+    DIR/masks/                    mask cache (only when the recipe has local ops)
+    DIR/dataset.json              written when every shard is done
+
+Everything that can be wrong with the inputs is checked before the first shard runs.
+A resumed build re-plans, checks the plan is the same as the one on disk, and runs
+only shards without a done marker, so the result is byte-identical to one run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from corruptor.run.distributor import DISTRIBUTORS, run_shards
+from corruptor.build.planner import Plan, PlanError, plan
+from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
+from corruptor.build.worker import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ShardTask, WorkerConfig, process_shard
+from corruptor.build.writer import ShardPaths, json_bytes, read_stats, remove_partials, shard_name
+
+FORMAT = "maa-pairs/1"
+MODES: tuple[str, ...] = ("resume", "overwrite")
+PLAN_FILE = "plan.json"
+DATASET_FILE = "dataset.json"
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start (bad input) or did not finish (failed shards)."""
+
+
+@dataclass
+class BuildConfig:
+    recipe: Any                          # path, built-in name, mapping or Recipe
+    sources: list[SourceSpec]
+    out: Path
+    target: int
+    seed: int = 0
+    shard_size: int = 256
+    variants: int | None = None          # max variants per image; None: as many as needed
+    crops: int = 1                       # crops per variant (needs output.crop: random when > 1)
+    distributor: str = "local"
+    workers: int = 1
+    retries: int = 2
+    ray_address: str | None = None
+    mode: str = "resume"
+    retry_failed: bool = False
+    mask_source: Any = None              # MaskSourceConfig, a mapping, or None for the default
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+    progress: bool = False
+    # Set by rebuild: reuse this plan instead of scanning sources.
+    plan_override: Plan | None = field(default=None, repr=False)
+
+    def check(self) -> None:
+        if self.distributor not in DISTRIBUTORS:
+            raise BuildError(f"distributor '{self.distributor}' not allowed; allowed: {', '.join(DISTRIBUTORS)}")
+        if self.mode not in MODES:
+            raise BuildError(f"mode '{self.mode}' not allowed; allowed: {', '.join(MODES)}")
+        for name in ("target", "shard_size", "workers", "crops"):
+            if int(getattr(self, name)) < 1:
+                raise BuildError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.variants is not None and self.variants < 1:
+            raise BuildError(f"variants must be >= 1, got {self.variants}")
+        if self.retries < 0:
+            raise BuildError(f"retries must be >= 0, got {self.retries}")
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    shards: int
+    shards_run: int
+    shards_resumed: int
+    rows: int
+    ok: int
+    failed: int
+    skipped: int
+    seconds: float
+    failed_shards: dict[str, str] = field(default_factory=dict)
+    removed_partials: int = 0
+    ok_run: int = 0          # pairs made by this run (resumed shards excluded)
+
+    @property
+    def pairs_per_s(self) -> float:
+        # This run's work only: shards resumed from disk took no time now.
+        return self.ok_run / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        d["pairs_per_s"] = round(self.pairs_per_s, 3)
+        return d
+
+
+def code_version() -> str:
+    try:
+        return metadata.version("maa-toolkit")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _load_recipe(recipe: Any):
+    from corruptor.recipe.recipe import RecipeError, load_recipe
+
+    try:
+        return load_recipe(recipe)
+    except RecipeError as exc:
+        raise BuildError(str(exc)) from None
+
+
+def _mask_config(recipe, mask_source: Any) -> dict[str, Any] | None:
+    if not recipe.needs_masks:
+        return None
+    from corruptor.masks.source import MaskSourceConfig
+
+    if mask_source is None:
+        cfg = MaskSourceConfig()
+    elif isinstance(mask_source, MaskSourceConfig):
+        cfg = mask_source
+    else:
+        try:
+            cfg = MaskSourceConfig.model_validate(dict(mask_source))
+        except Exception as exc:
+            raise BuildError(f"mask source settings: {exc}") from None
+    from corruptor.masks.source import MaskError, validate
+
+    try:
+        validate(cfg)
+    except MaskError as exc:
+        raise BuildError(f"mask source: {exc}") from None
+    return cfg.model_dump(mode="json")
+
+
+def _check_crops(cfg: BuildConfig, recipe) -> None:
+    if cfg.crops > 1 and recipe.output.crop != "random":
+        raise BuildError(f"crops={cfg.crops} needs the recipe's output.crop to be 'random' "
+                         f"(it is '{recipe.output.crop}'): other crops would repeat the same pixels")
+
+
+def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, Any]) -> None:
+    plan_path = out / PLAN_FILE
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} exists and is not a folder")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise BuildError(f"--out {out}: {blocker} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not plan_path.exists() and not (out / "shards").exists():
+        if set(p.name for p in out.iterdir()) - {"masks"}:
+            raise BuildError(f"--out {out} is not empty and holds no dataset; choose a new or empty folder")
+    if mode == "overwrite":
+        for name in (DATASET_FILE, PLAN_FILE):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "shards", ignore_errors=True)   # the mask cache stays: it is keyed by content
+    elif plan_path.exists():
+        old = json.loads(plan_path.read_text())
+        old_fp = old.get("build", {})
+        diffs = [k for k in sorted(set(fingerprint) | set(old_fp)) if fingerprint.get(k) != old_fp.get(k)]
+        if diffs or Plan.from_dict(old["plan"]).hash != new_plan.hash:
+            what = ", ".join(diffs) or "sources (files added, removed or renamed)"
+            raise BuildError(f"--out {out} holds a build with different settings ({what}); "
+                             "use --mode overwrite to replace it or choose another --out")
+    try:
+        (out / "shards").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
+    if not plan_path.exists():
+        tmp = plan_path.with_name(PLAN_FILE + ".partial-plan")
+        tmp.write_bytes(json_bytes({"build": fingerprint, "plan": new_plan.to_dict()}))
+        os.replace(tmp, plan_path)
+
+
+def _fingerprint(cfg: BuildConfig, recipe, mask_cfg: dict | None) -> dict[str, Any]:
+    return {"recipe_hash": recipe.hash, "seed": cfg.seed, "target": cfg.target, "shard_size": cfg.shard_size,
+            "variants": cfg.variants, "crops": cfg.crops, "mask_source": mask_cfg,
+            "max_pixels": cfg.max_pixels, "min_side": cfg.min_side}
+
+
+def make_plan(cfg: BuildConfig) -> Plan:
+    if cfg.plan_override is not None:
+        return cfg.plan_override
+    try:
+        return plan(scan_sources(cfg.sources), cfg.target, cfg.seed, cfg.shard_size, cfg.variants, cfg.crops)
+    except (SourceError, PlanError) as exc:
+        raise BuildError(str(exc)) from None
+
+
+def build(cfg: BuildConfig) -> BuildReport:
+    """Run (or resume) a build. Raises ``BuildError`` before work on bad input, after
+    work when shards failed (the others are kept; run again to resume)."""
+    start = time.perf_counter()
+    cfg.check()
+    out = Path(cfg.out)
+    recipe = _load_recipe(cfg.recipe)
+    _check_crops(cfg, recipe)
+    mask_cfg = _mask_config(recipe, cfg.mask_source)
+    the_plan = make_plan(cfg)
+    fingerprint = _fingerprint(cfg, recipe, mask_cfg)
+    _prepare_out(out, cfg.mode, the_plan, fingerprint)
+    removed = remove_partials(out / "shards")
+    if mask_cfg:
+        from corruptor.masks.cache import remove_stale_temps
+
+        remove_stale_temps(out / "masks")  # the driver's job: workers cannot tell whose a temp file is
+    (out / DATASET_FILE).unlink(missing_ok=True)
+
+    wcfg = WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
+                        mask_source=mask_cfg, mask_root=str(out / "masks") if mask_cfg else None,
+                        max_pixels=cfg.max_pixels, min_side=cfg.min_side,
+                        cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None)
+    tasks, resumed = [], 0
+    for index, shard in enumerate(the_plan.shards):
+        paths = ShardPaths.of(out / "shards", index)
+        stats = read_stats(paths.stats)
+        if stats is not None and cfg.retry_failed and stats.get("transient_failures", 0) > 0:
+            paths.stats.unlink()
+            stats = None
+        if stats is not None:
+            resumed += 1
+            continue
+        samples = [(s.key, the_plan.items[s.item], s.variant, s.crop) for s in shard]
+        tasks.append(ShardTask(index, samples, wcfg))
+
+    outcomes = [] if not tasks else run_shards(
+        tasks, process_shard, distributor=cfg.distributor, workers=cfg.workers, retries=cfg.retries,
+        progress=cfg.progress, ray_address=cfg.ray_address)
+    failed_shards = {shard_name(tasks[o.index].index): o.error for o in outcomes if not o.ok}
+    ok_run = sum(o.result.ok for o in outcomes if o.ok)
+
+    totals = {"rows": 0, "ok": 0, "failed": 0, "skipped": 0}
+    shard_list = []
+    for index in range(len(the_plan.shards)):
+        stats = read_stats(ShardPaths.of(out / "shards", index).stats)
+        if stats is None:
+            continue
+        for k in totals:
+            totals[k] += int(stats.get(k, 0))
+        shard_list.append({"name": shard_name(index), "tar": f"shards/{shard_name(index)}.tar",
+                           "manifest": f"shards/{shard_name(index)}.parquet", "samples": stats["ok"],
+                           "rows": stats["rows"], "tar_sha256": stats["tar_sha256"]})
+    report = BuildReport(out=out, shards=len(the_plan.shards), shards_run=len(tasks), shards_resumed=resumed,
+                         seconds=time.perf_counter() - start, failed_shards=failed_shards,
+                         removed_partials=len(removed), ok_run=ok_run, **totals)
+    if failed_shards:
+        first = next(iter(failed_shards.items()))
+        raise BuildError(f"{len(failed_shards)} shard(s) failed after {cfg.retries} retries "
+                         f"(first: {first[0]}: {first[1]}); the others are kept, run the same command to resume")
+    write_dataset_json(out, recipe, the_plan, fingerprint, totals, shard_list)
+    return report
+
+
+def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str, Any],
+                       totals: dict[str, int], shard_list: list[dict[str, Any]]) -> None:
+    doc = {
+        "format": FORMAT,
+        "code_version": code_version(),
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.hash,
+        "seed": the_plan.seed,
+        "target": the_plan.target,
+        "shard_size": the_plan.shard_size,
+        "image_format": recipe.output.format,
+        "counts": {**totals, "shards": len(shard_list), "pairs": totals["ok"]},
+        "sources": the_plan.sources,
+        "quotas": the_plan.quotas,
+        "mask_source": fingerprint.get("mask_source"),
+        "plan": PLAN_FILE,
+        "plan_hash": the_plan.hash,
+        "shards": shard_list,
+    }
+    tmp = out / (DATASET_FILE + ".partial-ds")
+    tmp.write_bytes(json_bytes(doc))
+    os.replace(tmp, out / DATASET_FILE)
+
+
+def load_dataset(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / DATASET_FILE
+    if not p.is_file():
+        raise BuildError(f"{path} has no {DATASET_FILE}: not a finished dataset (run build again to finish it)")
+    return json.loads(p.read_text())
+
+
+def load_plan(path: str | Path) -> tuple[Plan, dict[str, Any]]:
+    p = Path(path) / PLAN_FILE
+    if not Path(path).is_dir():
+        raise BuildError(f"{path} does not exist or is not a folder")
+    if not p.is_file():
+        raise BuildError(f"{path} has no {PLAN_FILE}: not a dataset built by corruptor")
+    doc = json.loads(p.read_text())
+    return Plan.from_dict(doc["plan"]), doc.get("build", {})
+
+
+def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: Any) -> BuildReport:
+    """Regenerate ``old_dir`` with another recipe: same plan (keys, shards, source items),
+    same seed and mask settings; the old mask cache is linked (or copied) in, so no image
+    is segmented again and no source is rescanned."""
+    old_dir, out_dir = Path(old_dir), Path(out_dir)
+    if old_dir.resolve() == out_dir.resolve():
+        raise BuildError("rebuild needs a new --out folder, not the old dataset's")
+    _load_recipe(recipe)  # a bad recipe fails before anything is written
+    old_plan, old_fp = load_plan(old_dir)
+    load_dataset(old_dir)  # only finished datasets are rebuilt
+    old_masks = old_dir / "masks"
+    if old_masks.is_dir():
+        _link_tree(old_masks, out_dir / "masks")
+    mask_source = overrides.pop("mask_source", None) or old_fp.get("mask_source")
+    specs = [SourceSpec(s["name"], s["path"], s["kind"], s["weight"]) for s in old_plan.sources]
+    cfg = BuildConfig(recipe=recipe, sources=specs, out=out_dir, target=old_plan.target, seed=old_plan.seed,
+                      shard_size=old_plan.shard_size, variants=old_fp.get("variants"), crops=old_fp.get("crops", 1),
+                      mask_source=mask_source, max_pixels=old_fp.get("max_pixels", DEFAULT_MAX_PIXELS),
+                      min_side=old_fp.get("min_side", DEFAULT_MIN_SIDE), plan_override=old_plan, **overrides)
+    return build(cfg)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    from corruptor.masks.cache import is_temp
+
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        if is_temp(path.name):
+            continue  # an interrupted writer's leftover, not a cache entry
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            continue
+        try:
+            os.link(path, target)   # cache files are never modified in place, so sharing is safe
+        except OSError:
+            shutil.copy2(path, target)

@@ -1,0 +1,159 @@
+"""The build plan: which (image, variant, crop) becomes which sample in which shard.
+
+The plan is a pure function of the scanned sources (sorted by name, items sorted by
+ref), the target, the seed, the shard size and the variant/crop limits. It is written to
+``plan.json`` before any work, so a resumed or rebuilt dataset reuses exactly the same
+keys in the same shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from maa_format.rng import rng_for
+from corruptor.sources.sources import ScannedSource, SourceItem
+
+PLAN_VERSION = 1
+
+
+class PlanError(ValueError):
+    """The sources cannot supply the requested target with the given limits."""
+
+
+@dataclass(frozen=True)
+class PlannedSample:
+    key: str
+    item: int          # index into Plan.items
+    variant: int
+    crop: int
+
+
+@dataclass
+class Plan:
+    seed: int
+    target: int
+    shard_size: int
+    sources: list[dict[str, Any]]
+    items: list[SourceItem]
+    shards: list[list[PlannedSample]]
+    quotas: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> list[PlannedSample]:
+        return [s for shard in self.shards for s in shard]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": PLAN_VERSION,
+            "seed": self.seed,
+            "target": self.target,
+            "shard_size": self.shard_size,
+            "sources": self.sources,
+            "quotas": self.quotas,
+            "items": [it.to_dict() for it in self.items],
+            "shards": [[[s.key, s.item, s.variant, s.crop] for s in shard] for shard in self.shards],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Plan":
+        if d.get("version") != PLAN_VERSION:
+            raise PlanError(f"plan version {d.get('version')} is not supported (expected {PLAN_VERSION})")
+        return Plan(
+            seed=int(d["seed"]), target=int(d["target"]), shard_size=int(d["shard_size"]),
+            sources=list(d["sources"]), items=[SourceItem.from_dict(x) for x in d["items"]],
+            shards=[[PlannedSample(k, int(i), int(v), int(c)) for k, i, v, c in shard] for shard in d["shards"]],
+            quotas=dict(d.get("quotas", {})),
+        )
+
+
+def sample_key(source: str, ref: str, variant: int, crop: int) -> str:
+    digest = hashlib.sha1(ref.encode("utf-8")).hexdigest()[:12]
+    return f"{source}-{digest}-v{variant}-c{crop}"
+
+
+def split_target(target: int, weights: dict[str, float]) -> dict[str, int]:
+    """Largest-remainder split of ``target`` by weight; ties go to the earlier name."""
+    total = sum(weights.values())
+    exact = {n: target * w / total for n, w in weights.items()}
+    quota = {n: int(math.floor(x)) for n, x in exact.items()}
+    left = target - sum(quota.values())
+    for name in sorted(exact, key=lambda n: (-(exact[n] - quota[n]), n))[:left]:
+        quota[name] += 1
+    return quota
+
+
+def plan(
+    sources: list[ScannedSource],
+    target: int,
+    seed: int,
+    shard_size: int,
+    variants: int | None = None,
+    crops: int = 1,
+) -> Plan:
+    """Split ``target`` pairs over sources by weight and assign them to shards.
+
+    Each image is used ``ceil(quota / images)`` times at most: round r gives variant
+    ``r // crops`` and crop ``r % crops``. ``variants`` caps the variants per image
+    (None: as many as needed). Paired sources use their given versions as variants and
+    only crops can multiply them. Which images get the extra round, and the order of
+    samples across shards, come from the seed.
+    """
+    if target < 1:
+        raise PlanError(f"target must be >= 1, got {target}")
+    if shard_size < 1:
+        raise PlanError(f"shard_size must be >= 1, got {shard_size}")
+    if crops < 1:
+        raise PlanError(f"crops must be >= 1, got {crops}")
+    if variants is not None and variants < 1:
+        raise PlanError(f"variants must be >= 1, got {variants}")
+    sources = sorted(sources, key=lambda s: s.spec.name)
+    quotas = split_target(target, {s.spec.name: s.spec.weight for s in sources})
+    items: list[SourceItem] = []
+    samples: list[PlannedSample] = []
+    for src in sources:
+        base = len(items)
+        items.extend(src.items)
+        quota = quotas[src.spec.name]
+        if quota == 0:
+            continue
+        n = len(src.items)
+        paired = src.items[0].paired
+        rounds = math.ceil(quota / n)
+        limit = crops if paired else (variants * crops if variants is not None else None)
+        if limit is not None and rounds > limit:
+            what = "--crops" if paired else "--variants/--crops"
+            raise PlanError(
+                f"source '{src.spec.name}' has {n} {'pairs' if paired else 'images'} and needs {quota} samples "
+                f"({rounds} per image) but {what} allow {limit} per image; raise {what} or lower the target/weight"
+            )
+        order = rng_for(seed, src.spec.name, "plan-order").permutation(n)
+        for r in range(rounds):
+            take = order if (r + 1) * n <= quota else order[: quota - r * n]
+            for idx in take:
+                item = src.items[int(idx)]
+                variant, crop = (item.version, r) if paired else (r // crops, r % crops)
+                samples.append(PlannedSample(sample_key(src.spec.name, _key_ref(item), variant, crop),
+                                             base + int(idx), variant, crop))
+    keys = [s.key for s in samples]
+    if len(set(keys)) != len(keys):
+        raise PlanError("sample keys collide (two refs with the same sha1 prefix); rename one of the files")
+    perm = rng_for(seed, "plan", "shuffle").permutation(len(samples))
+    samples = [samples[int(i)] for i in perm]
+    shards = [samples[i: i + shard_size] for i in range(0, len(samples), shard_size)]
+    return Plan(seed=seed, target=target, shard_size=shard_size, sources=[s.to_dict() for s in sources],
+                items=items, shards=shards, quotas=quotas)
+
+
+def _key_ref(item: SourceItem) -> str:
+    # Paired versions share a reference; the dis path keeps their keys apart.
+    return item.dis_ref if item.paired else item.ref

@@ -1,0 +1,191 @@
+"""Check a built dataset against the format contract; report every fault found.
+
+Checks: ``dataset.json`` readable; every listed shard has its tar, manifest and done
+marker; each tar reads to its end; members of a sample are adjacent and keys unique
+across the dataset; every sample has clean, degraded and json; images decode and
+clean/degraded (and mask) sizes match; tar, manifest, stats and ``dataset.json``
+counts agree; the tar's sha256 matches the one recorded when it was written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from corruptor.build.writer import read_stats
+
+MAX_ERRORS_PER_SHARD = 20
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    shards: int = 0
+    samples: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def format(self) -> str:
+        head = f"{self.root}: {self.shards} shard(s), {self.samples} sample(s): "
+        if self.ok:
+            return head + "OK"
+        lines = [head + f"{len(self.errors)} fault(s)"]
+        lines += [f"  - {e}" for e in self.errors]
+        return "\n".join(lines)
+
+
+def _decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
+    arr = np.frombuffer(data, dtype=np.uint8)
+    if arr.size == 0:
+        return None
+    return cv2.imdecode(arr, flags)
+
+
+def _read_tar(path: Path, decode: bool, errors: list[str], seen_keys: set[str]) -> tuple[list[str], str]:
+    """Sample keys in order; appends faults to ``errors``."""
+    name = path.name
+    keys: list[str] = []
+    samples: dict[str, dict[str, bytes]] = {}
+    closed: set[str] = set()
+    current = None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        with tarfile.open(path, "r:") as tf:
+            for member in tf:
+                if not member.isfile():
+                    errors.append(f"{name}: member {member.name} is not a regular file")
+                    continue
+                base = member.name.rsplit("/", 1)[-1]
+                key, dot, suffix = base.partition(".")
+                if not dot:
+                    errors.append(f"{name}: member {member.name} has no extension")
+                    continue
+                if key != current:
+                    if key in closed:
+                        errors.append(f"{name}: members of sample {key} are not adjacent")
+                    if current is not None:
+                        closed.add(current)
+                    current = key
+                    if key in seen_keys:
+                        errors.append(f"{name}: duplicate key {key}")
+                    seen_keys.add(key)
+                    keys.append(key)
+                    samples[key] = {}
+                fh = tf.extractfile(member)
+                data = fh.read() if fh else b""
+                if len(data) != member.size:
+                    errors.append(f"{name}: member {member.name} is truncated")
+                samples[key][suffix] = data
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        errors.append(f"{name}: unreadable or truncated tar: {exc}")
+    for key in keys:
+        _check_sample(name, key, samples[key], decode, errors)
+    return keys, digest
+
+
+def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool, errors: list[str]) -> None:
+    clean = next((s for s in members if s.startswith("clean.")), None)
+    degraded = next((s for s in members if s.startswith("degraded.")), None)
+    missing = [n for n, s in (("clean", clean), ("degraded", degraded), ("json", "json" if "json" in members else None))
+               if s is None]
+    if missing:
+        errors.append(f"{shard}: sample {key} lacks {', '.join(missing)}")
+        return
+    try:
+        prov = json.loads(members["json"])
+        if prov.get("key", key) != key:
+            errors.append(f"{shard}: sample {key} json names key {prov.get('key')}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        errors.append(f"{shard}: sample {key} json unreadable: {exc}")
+    if not decode:
+        return
+    c, d = _decode(members[clean]), _decode(members[degraded])
+    if c is None or d is None:
+        errors.append(f"{shard}: sample {key}: {'clean' if c is None else 'degraded'} image does not decode")
+        return
+    if c.shape != d.shape:
+        errors.append(f"{shard}: sample {key}: clean {c.shape[:2]} and degraded {d.shape[:2]} sizes differ")
+    if "mask.png" in members:
+        m = _decode(members["mask.png"], cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            errors.append(f"{shard}: sample {key}: mask.png does not decode")
+        elif m.shape[:2] != c.shape[:2]:
+            errors.append(f"{shard}: sample {key}: mask {m.shape[:2]} and clean {c.shape[:2]} sizes differ")
+
+
+def validate(root: str | Path, decode: bool = True) -> ValidationReport:
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    report = ValidationReport(root)
+    errors = report.errors
+    ds_path = root / "dataset.json"
+    try:
+        ds: dict[str, Any] = json.loads(ds_path.read_text())
+    except FileNotFoundError:
+        errors.append("dataset.json missing (build not finished?)")
+        return report
+    except json.JSONDecodeError as exc:
+        errors.append(f"dataset.json unreadable: {exc}")
+        return report
+    shards = ds.get("shards", [])
+    report.shards = len(shards)
+    seen: set[str] = set()
+    total_ok = 0
+    for entry in shards:
+        name = entry.get("name", "?")
+        shard_errors: list[str] = []
+        tar_path, pq_path = root / entry["tar"], root / entry["manifest"]
+        stats_path = root / "shards" / f"{name}.stats.json"
+        for p in (tar_path, pq_path, stats_path):
+            if not p.is_file():
+                shard_errors.append(f"{name}: {p.name} missing")
+        if shard_errors:
+            errors.extend(shard_errors)
+            continue
+        keys, digest = _read_tar(tar_path, decode, shard_errors, seen)
+        report.samples += len(keys)
+        total_ok += len(keys)
+        try:
+            table = pq.read_table(pq_path).to_pylist()
+        except Exception as exc:  # any pyarrow failure means an unusable manifest; reported, not raised
+            shard_errors.append(f"{name}: manifest unreadable: {exc}")
+            table = None
+        stats = read_stats(stats_path)
+        if stats is None:
+            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON)")
+            stats = {}
+        if table is not None:
+            ok_keys = [r["key"] for r in table if r["status"] == "ok"]
+            if sorted(ok_keys) != sorted(keys):
+                lost = sorted(set(ok_keys) - set(keys))
+                extra = sorted(set(keys) - set(ok_keys))
+                if lost:
+                    shard_errors.append(f"{name}: {len(lost)} sample(s) in the manifest are missing from the tar, "
+                                        f"e.g. {lost[0]}")
+                if extra:
+                    shard_errors.append(f"{name}: {len(extra)} sample(s) in the tar are not ok in the manifest, "
+                                        f"e.g. {extra[0]}")
+            if len(table) != stats.get("rows"):
+                shard_errors.append(f"{name}: manifest has {len(table)} rows, stats say {stats.get('rows')}")
+        for label, value in (("stats", stats.get("ok")), ("dataset.json", entry.get("samples"))):
+            if value != len(keys):
+                shard_errors.append(f"{name}: tar has {len(keys)} samples, {label} says {value}")
+        if entry.get("tar_sha256") and entry["tar_sha256"] != digest:
+            shard_errors.append(f"{name}: tar sha256 differs from the one recorded at build time")
+        errors.extend(shard_errors[:MAX_ERRORS_PER_SHARD])
+        if len(shard_errors) > MAX_ERRORS_PER_SHARD:
+            errors.append(f"{name}: {len(shard_errors) - MAX_ERRORS_PER_SHARD} more fault(s) not listed")
+    counted = ds.get("counts", {}).get("pairs")
+    if counted is not None and counted != total_ok:
+        errors.append(f"dataset.json counts {counted} pairs, the shards hold {total_ok}")
+    return report

@@ -1,0 +1,5 @@
+import sys
+
+from corruptor.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,270 @@
+"""The mask stage at scale: fill a dataset's mask cache for every source image.
+
+Reader (scan the build's sources, hash each item's bytes), worker (`MaskWorker`: read,
+decode, segment, write the cache) and two distributors with one signature: ``local``
+(in-process, for small runs and tests) and ``ray`` (Ray Data; SAM2 as an actor pool with
+one GPU per actor, scikit-image sources as CPU tasks). Images already in the cache are
+skipped before anything is scheduled, so a stopped job resumes where it left off.
+
+Sources are the build's own (`corruptor.sources.sources`): folders, path lists, WebDataset tars,
+ref/dis pair folders, synthetic and embedded images. Each item is hashed from the bytes
+its locator reads, the same bytes the build's worker hashes, so the build finds every
+mask computed here under the same key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from corruptor.masks.cache import MaskCache, remove_stale_temps, temp_file
+from corruptor.masks.source import MaskError, MaskSourceConfig, make_mask_source, validate
+from corruptor.sources.sources import Locator, SourceItem, SourceSpec, scan_sources
+
+log = logging.getLogger(__name__)
+
+Distributor = Literal["local", "ray"]
+ITEM_FIELDS: tuple[str, ...] = ("source", "ref", "path", "locator", "sha256")
+# Reading these is I/O (plain files, tar members), so several readers overlap their waits.
+# Generated images (synthetic pages, embedded photos) are rendered one at a time: the
+# page renderer shares font objects that are not safe across threads.
+_THREADED_READS = frozenset({"file", "tar"})
+_READ_THREADS = 8
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    source: str
+    ref: str  # the item's id inside its source (relative path, tar member, page id)
+    path: str  # what a person can look up: the file's absolute path, else source:ref
+    locator: str  # the item's `Locator.to_list()` as JSON: plain strings ship to any worker
+    sha256: str
+
+
+@dataclass
+class MaskJobReport:
+    settings_hash: str
+    total: int = 0
+    skipped_cached: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+
+    def add(self, row: dict) -> None:
+        self.statuses[row["status"]] = self.statuses.get(row["status"], 0) + 1
+        if row["status"] != "ok":
+            self.failures.append(row)
+
+
+def as_specs(sources: Sequence[SourceSpec] | Mapping[str, str | Path]) -> list[SourceSpec]:
+    """Source specs as the build takes them; a ``{name: path}`` mapping is read as plain specs."""
+    if isinstance(sources, Mapping):
+        return [SourceSpec(name, str(path)) for name, path in sources.items()]
+    return list(sources)
+
+
+def display_path(item: SourceItem) -> str:
+    if item.locator.type == "file":
+        return str(Path(item.locator.args[0]).resolve())
+    return f"{item.source}:{item.ref}"
+
+
+def _sha_of(locator: Locator) -> str:
+    return hashlib.sha256(locator.read()).hexdigest()
+
+
+def collect(sources: Sequence[SourceSpec] | Mapping[str, str | Path], progress: bool = False
+            ) -> tuple[list[ImageItem], list[dict]]:
+    """(one item per distinct content, rows of items whose bytes could not be read).
+
+    Paired items are hashed (and later segmented) by their reference image: that is the
+    image the build keys its masks on. Raises `SourceError` for a missing or empty source.
+    """
+    from tqdm import tqdm
+
+    scanned = [it for src in scan_sources(as_specs(sources)) for it in src.items]
+
+    def hash_one(item: SourceItem) -> str | Exception:
+        try:
+            return _sha_of(item.locator)
+        except Exception as exc:  # an unreadable file or tar member is that item's status
+            return exc
+
+    threaded = [it for it in scanned if it.locator.type in _THREADED_READS]
+    shas: dict[int, str | Exception] = {}
+    with tqdm(total=len(scanned), desc="hashing sources", unit="img", disable=not progress) as bar:
+        with ThreadPoolExecutor(max_workers=min(_READ_THREADS, os.cpu_count() or 1)) as pool:
+            for it, sha in zip(threaded, pool.map(hash_one, threaded)):
+                shas[id(it)] = sha
+                bar.update(1)
+        for it in scanned:
+            if id(it) not in shas:
+                shas[id(it)] = hash_one(it)
+                bar.update(1)
+    seen: set[str] = set()
+    items, failures = [], []
+    for it in scanned:  # scan order, so the first of several identical images wins
+        sha = shas[id(it)]
+        if isinstance(sha, Exception):
+            failures.append({"sha256": "", "path": display_path(it), "status": "unreadable", "count": 0,
+                             "error": f"{type(sha).__name__}: {sha}"})
+            continue
+        if sha in seen:
+            continue
+        seen.add(sha)
+        items.append(ImageItem(it.source, it.ref, display_path(it), json.dumps(it.locator.to_list()), sha))
+    return items, failures
+
+
+def read_image(locator_json: str, sha256: str | None = None) -> np.ndarray:
+    """Read through the locator and decode exactly as the dataset build decodes (EXIF
+    orientation included), so the masks cached here have the size the build asks for.
+
+    With ``sha256``, bytes that no longer hash to it (the file changed after the scan)
+    raise instead of being cached under a key that is not theirs.
+    """
+    from corruptor.build.decode import decode_image
+
+    data = Locator.from_list(json.loads(locator_json)).read()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError("content changed since the job hashed it; run the job again")
+    return np.ascontiguousarray(decode_image(data).image)
+
+
+class MaskWorker:
+    """Loads a batch of images, segments them in one call, writes the cache.
+
+    Also the Ray Data callable class: constructed once per actor, so SAM2 loads once.
+    """
+
+    def __init__(self, cfg_json: str, masks_root: str):
+        self.config = MaskSourceConfig.model_validate_json(cfg_json)
+        self.source = make_mask_source(self.config)
+        self.cache = MaskCache(Path(masks_root), self.config)
+
+    def process(self, items: list[dict]) -> list[dict]:
+        rows: list[dict | None] = [None] * len(items)
+        images, slots = [], []
+        for i, it in enumerate(items):
+            try:
+                images.append(read_image(it["locator"], it["sha256"]))
+                slots.append(i)
+            except Exception as exc:  # any read or decode failure is that image's status, not the job's
+                rows[i] = _row(it, "unreadable", 0, f"{type(exc).__name__}: {exc}")
+        # Precomputed masks may be keyed by sha256, source/ref, ref or file name.
+        keys = [[items[i]["sha256"], f"{items[i]['source']}/{items[i]['ref']}", items[i]["ref"],
+                 Path(items[i]["ref"]).name] for i in slots]
+        outcomes = self.source.generate(images, keys) if images else []
+        for i, image, outcome in zip(slots, images, outcomes):
+            it = items[i]
+            if isinstance(outcome, MaskError):
+                rows[i] = _row(it, outcome.status, 0, str(outcome))
+                continue
+            self.cache.put(it["sha256"], outcome, image.shape[0], image.shape[1])
+            rows[i] = _row(it, "ok", len(outcome), "")
+        return rows  # type: ignore[return-value]
+
+    def __call__(self, batch: dict) -> dict:
+        n = len(batch["sha256"])
+        items = [{k: str(batch[k][i]) for k in ITEM_FIELDS} for i in range(n)]
+        rows = self.process(items)
+        return {k: [r[k] for r in rows] for k in ("sha256", "path", "status", "count", "error")}
+
+
+def _row(item: dict, status: str, count: int, error: str) -> dict:
+    return {"sha256": item["sha256"], "path": item["path"], "status": status, "count": count, "error": error}
+
+
+def _batch_size(cfg: MaskSourceConfig) -> int:
+    return cfg.sam2.images_per_batch if cfg.kind == "sam2" else 8
+
+
+def run_local(items: list[dict], cfg: MaskSourceConfig, masks_root: Path, on_rows: Callable[[list[dict]], None]) -> None:
+    worker = MaskWorker(cfg.model_dump_json(), str(masks_root))
+    step = _batch_size(cfg)
+    for start in range(0, len(items), step):
+        on_rows(worker.process(items[start:start + step]))
+
+
+def run_ray(items: list[dict], cfg: MaskSourceConfig, masks_root: Path, on_rows: Callable[[list[dict]], None],
+            ray_init: dict | None = None, num_gpus: int | None = None) -> None:
+    """Ray Data job; ``ray.init()`` starts a local cluster unless RAY_ADDRESS names one.
+
+    The cache folder must be on storage every node can write (a local path for a local cluster).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**{"log_to_driver": False, **(ray_init or {})})
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the command prints one bar of its own
+    ds = ray.data.from_items(items)
+    kwargs = {"cfg_json": cfg.model_dump_json(), "masks_root": str(masks_root)}
+    if cfg.kind == "sam2" and cfg.sam2.device != "cpu":
+        gpus = num_gpus if num_gpus is not None else int(ray.cluster_resources().get("GPU", 0))
+        if gpus < 1:
+            raise MaskError("the Ray cluster has no GPU for SAM2; set sam2.device=cpu or use felzenszwalb/slic")
+        out = ds.map_batches(MaskWorker, fn_constructor_kwargs=kwargs, batch_size=_batch_size(cfg),
+                             num_gpus=1, concurrency=gpus, batch_format="numpy")
+    else:
+        # CPU sources: one actor per CPU keeps the model/settings load per process, not per batch.
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        out = ds.map_batches(MaskWorker, fn_constructor_kwargs=kwargs, batch_size=_batch_size(cfg),
+                             num_cpus=1, concurrency=(1, cpus), batch_format="numpy")
+    for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        n = len(batch["sha256"])
+        on_rows([{k: (int(batch[k][i]) if k == "count" else str(batch[k][i])) for k in batch} for i in range(n)])
+
+
+def run_mask_job(sources: Sequence[SourceSpec] | Mapping[str, str | Path], cfg: MaskSourceConfig, out_dir: Path,
+                 distributor: Distributor = "local", progress: bool = True, ray_init: dict | None = None
+                 ) -> MaskJobReport:
+    """Fill ``out_dir/masks`` for every image of ``sources`` (the build's source specs, or
+    ``{name: path}``); returns per-status counts. Raises `MaskError` for unusable mask
+    settings and `SourceError` for an unusable source, both before any segmentation."""
+    if distributor not in ("local", "ray"):
+        raise ValueError(f"unknown distributor '{distributor}'; allowed: local, ray")
+    validate(cfg)  # bad checkpoint / config fails here, before any image is read
+    masks_root = Path(out_dir) / "masks"
+    remove_stale_temps(masks_root)  # here, before any worker starts writing
+    cache = MaskCache(masks_root, cfg)
+    all_items, unreadable = collect(sources, progress=progress)
+    report = MaskJobReport(settings_hash=cache.settings_hash, total=len(all_items) + len(unreadable))
+    for row in unreadable:
+        report.add(row)
+    todo = [asdict(it) for it in all_items if not cache.has(it.sha256)]
+    report.skipped_cached = len(all_items) - len(todo)
+    if todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"masks ({cfg.kind})", unit="img", disable=not progress)
+
+        def on_rows(rows: Iterable[dict]) -> None:
+            rows = list(rows)
+            for r in rows:
+                report.add(r)
+            bar.update(len(rows))
+
+        try:
+            if distributor == "local":
+                run_local(todo, cfg, masks_root, on_rows)
+            else:
+                run_ray(todo, cfg, masks_root, on_rows, ray_init=ray_init)
+        finally:
+            bar.close()
+    _write_report(cache, report)
+    return report
+
+
+def _write_report(cache: MaskCache, report: MaskJobReport) -> None:
+    cache.dir.mkdir(parents=True, exist_ok=True)
+    path = cache.dir / "job.json"
+    tmp = temp_file(cache.dir, "job")
+    tmp.write_text(json.dumps({**asdict(report), "config": json.loads(cache.config.model_dump_json())}, indent=2))
+    os.replace(tmp, path)
