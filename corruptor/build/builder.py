@@ -24,16 +24,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from corruptor.ops.registry import load_all
 from corruptor.run.distributor import DISTRIBUTORS, run_shards
 from corruptor.build.planner import Plan, PlanError, plan
 from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
 from corruptor.build.worker import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ShardTask, WorkerConfig, process_shard
-from corruptor.build.writer import ShardPaths, json_bytes, read_stats, remove_partials, shard_name
+from corruptor.build.writer import read_stats, remove_partials
+from maa_format.io import atomic_write, json_bytes
+from maa_format.layout import (DATASET_FILE, FORMAT, MASKS_DIR, PLAN_FILE, SHARDS_DIR, FormatError, ShardPaths,
+                               check_format, shard_name)
 
-FORMAT = "maa-pairs/1"
 MODES: tuple[str, ...] = ("resume", "overwrite")
-PLAN_FILE = "plan.json"
-DATASET_FILE = "dataset.json"
 
 
 class BuildError(RuntimeError):
@@ -134,7 +135,8 @@ def _mask_config(recipe, mask_source: Any) -> dict[str, Any] | None:
             cfg = MaskSourceConfig.model_validate(dict(mask_source))
         except Exception as exc:
             raise BuildError(f"mask source settings: {exc}") from None
-    from corruptor.masks.source import MaskError, validate
+    from corruptor.masks.registry import validate
+    from corruptor.masks.source import MaskError
 
     try:
         validate(cfg)
@@ -156,13 +158,13 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise BuildError(f"--out {out}: {blocker} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not plan_path.exists() and not (out / "shards").exists():
-        if set(p.name for p in out.iterdir()) - {"masks"}:
+    if out.is_dir() and any(out.iterdir()) and not plan_path.exists() and not (out / SHARDS_DIR).exists():
+        if set(p.name for p in out.iterdir()) - {MASKS_DIR}:
             raise BuildError(f"--out {out} is not empty and holds no dataset; choose a new or empty folder")
     if mode == "overwrite":
         for name in (DATASET_FILE, PLAN_FILE):
             (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "shards", ignore_errors=True)   # the mask cache stays: it is keyed by content
+        shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)   # the mask cache stays: it is keyed by content
     elif plan_path.exists():
         old = json.loads(plan_path.read_text())
         old_fp = old.get("build", {})
@@ -172,13 +174,11 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
             raise BuildError(f"--out {out} holds a build with different settings ({what}); "
                              "use --mode overwrite to replace it or choose another --out")
     try:
-        (out / "shards").mkdir(parents=True, exist_ok=True)
+        (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BuildError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
     if not plan_path.exists():
-        tmp = plan_path.with_name(PLAN_FILE + ".partial-plan")
-        tmp.write_bytes(json_bytes({"build": fingerprint, "plan": new_plan.to_dict()}))
-        os.replace(tmp, plan_path)
+        atomic_write(plan_path, json_bytes({"build": fingerprint, "plan": new_plan.to_dict()}))
 
 
 def _fingerprint(cfg: BuildConfig, recipe, mask_cfg: dict | None) -> dict[str, Any]:
@@ -208,20 +208,20 @@ def build(cfg: BuildConfig) -> BuildReport:
     the_plan = make_plan(cfg)
     fingerprint = _fingerprint(cfg, recipe, mask_cfg)
     _prepare_out(out, cfg.mode, the_plan, fingerprint)
-    removed = remove_partials(out / "shards")
+    removed = remove_partials(out / SHARDS_DIR)
     if mask_cfg:
         from corruptor.masks.cache import remove_stale_temps
 
-        remove_stale_temps(out / "masks")  # the driver's job: workers cannot tell whose a temp file is
+        remove_stale_temps(out / MASKS_DIR)  # the driver's job: workers cannot tell whose a temp file is
     (out / DATASET_FILE).unlink(missing_ok=True)
 
     wcfg = WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
-                        mask_source=mask_cfg, mask_root=str(out / "masks") if mask_cfg else None,
+                        mask_source=mask_cfg, mask_root=str(out / MASKS_DIR) if mask_cfg else None,
                         max_pixels=cfg.max_pixels, min_side=cfg.min_side,
                         cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None)
     tasks, resumed = [], 0
     for index, shard in enumerate(the_plan.shards):
-        paths = ShardPaths.of(out / "shards", index)
+        paths = ShardPaths.of(out / SHARDS_DIR, index)
         stats = read_stats(paths.stats)
         if stats is not None and cfg.retry_failed and stats.get("transient_failures", 0) > 0:
             paths.stats.unlink()
@@ -241,7 +241,7 @@ def build(cfg: BuildConfig) -> BuildReport:
     totals = {"rows": 0, "ok": 0, "failed": 0, "skipped": 0}
     shard_list = []
     for index in range(len(the_plan.shards)):
-        stats = read_stats(ShardPaths.of(out / "shards", index).stats)
+        stats = read_stats(ShardPaths.of(out / SHARDS_DIR, index).stats)
         if stats is None:
             continue
         for k in totals:
@@ -278,17 +278,20 @@ def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str,
         "plan": PLAN_FILE,
         "plan_hash": the_plan.hash,
         "shards": shard_list,
+        # The op -> family table readers group by (maa-eval), so they need no op registry.
+        "op_families": {name: op.family for name, op in load_all().items()},
     }
-    tmp = out / (DATASET_FILE + ".partial-ds")
-    tmp.write_bytes(json_bytes(doc))
-    os.replace(tmp, out / DATASET_FILE)
+    atomic_write(out / DATASET_FILE, json_bytes(doc))
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
     p = Path(path) / DATASET_FILE
     if not p.is_file():
         raise BuildError(f"{path} has no {DATASET_FILE}: not a finished dataset (run build again to finish it)")
-    return json.loads(p.read_text())
+    try:
+        return check_format(json.loads(p.read_text()), p)
+    except FormatError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def load_plan(path: str | Path) -> tuple[Plan, dict[str, Any]]:
@@ -311,9 +314,9 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
     _load_recipe(recipe)  # a bad recipe fails before anything is written
     old_plan, old_fp = load_plan(old_dir)
     load_dataset(old_dir)  # only finished datasets are rebuilt
-    old_masks = old_dir / "masks"
+    old_masks = old_dir / MASKS_DIR
     if old_masks.is_dir():
-        _link_tree(old_masks, out_dir / "masks")
+        _link_tree(old_masks, out_dir / MASKS_DIR)
     mask_source = overrides.pop("mask_source", None) or old_fp.get("mask_source")
     specs = [SourceSpec(s["name"], s["path"], s["kind"], s["weight"]) for s in old_plan.sources]
     cfg = BuildConfig(recipe=recipe, sources=specs, out=out_dir, target=old_plan.target, seed=old_plan.seed,

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from maa_format.io import canonical_json, content_hash
+from maa_format.keys import sample_key
 from maa_format.rng import rng_for
 from corruptor.sources.sources import ScannedSource, SourceItem
 
@@ -58,11 +60,11 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.to_dict(), ascii=True)
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return content_hash(self.to_dict())
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Plan":
@@ -74,11 +76,6 @@ class Plan:
             shards=[[PlannedSample(k, int(i), int(v), int(c)) for k, i, v, c in shard] for shard in d["shards"]],
             quotas=dict(d.get("quotas", {})),
         )
-
-
-def sample_key(source: str, ref: str, variant: int, crop: int) -> str:
-    digest = hashlib.sha1(ref.encode("utf-8")).hexdigest()[:12]
-    return f"{source}-{digest}-v{variant}-c{crop}"
 
 
 def split_target(target: int, weights: dict[str, float]) -> dict[str, int]:

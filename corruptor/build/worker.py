@@ -103,7 +103,7 @@ class _LazyMaskSource:
 
     def generate(self, images, keys=None):
         if self._source is None:
-            from corruptor.masks.source import make_mask_source
+            from corruptor.masks.registry import make_mask_source
 
             self._source = make_mask_source(self.cfg)
         return self._source.generate(images, keys)

@@ -19,66 +19,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-PARTIAL_TAG = ".partial-"
+from maa_format.io import PARTIAL_TAG, atomic_write, json_bytes, temp_name
+from maa_format.keys import check_key
+from maa_format.layout import ShardPaths, shard_name
+from maa_format.schema import MANIFEST_SCHEMA, STATUSES
+
+__all__ = ["PARTIAL_TAG", "MANIFEST_SCHEMA", "STATUSES", "ShardPaths", "ShardWriter", "SampleTar",
+           "file_sha256", "json_bytes", "read_stats", "remove_partials", "shard_name"]
+
 TAR_MTIME = 0  # an int: a float mtime adds a PAX header to every member
 TAR_MODE = 0o444
 TAR_OWNER = "maa"
-
-MANIFEST_SCHEMA = pa.schema([
-    ("key", pa.string()),
-    ("source", pa.string()),
-    ("ref", pa.string()),
-    ("dis_ref", pa.string()),
-    ("variant", pa.int32()),
-    ("crop", pa.int32()),
-    ("sha256", pa.string()),
-    ("status", pa.string()),            # ok | failed | skipped
-    ("error", pa.string()),             # reason for failed/skipped, null when ok
-    ("error_kind", pa.string()),        # permanent | transient, null when ok
-    ("ops", pa.string()),               # "op:severity,..." summary
-    ("ops_json", pa.string()),          # every op with its sampled parameters
-    ("n_regions", pa.int32()),
-    ("source_width", pa.int32()),
-    ("source_height", pa.int32()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("clean_bytes", pa.int64()),
-    ("degraded_bytes", pa.int64()),
-    ("mask_bytes", pa.int64()),
-])
-STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
-
-
-def shard_name(index: int) -> str:
-    return f"{index:06d}"
-
-
-@dataclass(frozen=True)
-class ShardPaths:
-    tar: Path
-    manifest: Path
-    stats: Path
-
-    @staticmethod
-    def of(shards_dir: str | Path, index: int) -> "ShardPaths":
-        d = Path(shards_dir)
-        name = shard_name(index)
-        return ShardPaths(d / f"{name}.tar", d / f"{name}.parquet", d / f"{name}.stats.json")
-
-
-def _temp_name(path: Path) -> Path:
-    # Unique per attempt: a retried shard (Ray retry, second run) never shares a temp file.
-    return path.with_name(f".{path.name}{PARTIAL_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 class SampleTar:
@@ -119,16 +77,6 @@ def remove_partials(shards_dir: str | Path) -> list[Path]:
     return removed
 
 
-def json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-
-
 class ShardWriter:
     """Streams samples into a temp tar, collects manifest rows, commits on ``close``."""
 
@@ -136,7 +84,7 @@ class ShardWriter:
         self.index = index
         self.paths = ShardPaths.of(shards_dir, index)
         self.paths.tar.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp_tar = _temp_name(self.paths.tar)
+        self._tmp_tar = temp_name(self.paths.tar)
         self._fh = open(self._tmp_tar, "wb")
         self._tar = SampleTar(self._fh)
         self._rows: list[dict[str, Any]] = []
@@ -147,8 +95,7 @@ class ShardWriter:
         key = row["key"]
         if key in self._keys:
             raise ValueError(f"duplicate sample key {key!r} in shard {shard_name(self.index)}")
-        if "." in key or "/" in key:
-            raise ValueError(f"sample key {key!r} must not contain '.' or '/'")
+        check_key(key)
         if row.get("status") not in STATUSES:
             raise ValueError(f"status {row.get('status')!r} not allowed; allowed: {', '.join(STATUSES)}")
         self._keys.add(key)
@@ -165,12 +112,10 @@ class ShardWriter:
         self._tar.close()
         self._fh.close()
         tar_sha = file_sha256(self._tmp_tar)
-        _fsync_replace(self._tmp_tar, self.paths.tar)
+        atomic_write(self.paths.tar, lambda tmp: None, temp=self._tmp_tar, fsync=True)
 
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
-        tmp_pq = _temp_name(self.paths.manifest)
-        pq.write_table(table, tmp_pq, compression="zstd")
-        _fsync_replace(tmp_pq, self.paths.manifest)
+        atomic_write(self.paths.manifest, lambda tmp: pq.write_table(table, tmp, compression="zstd"), fsync=True)
 
         counts = {s: sum(1 for r in self._rows if r["status"] == s) for s in STATUSES}
         full = {
@@ -182,9 +127,7 @@ class ShardWriter:
             "tar_sha256": tar_sha,
             **stats,
         }
-        tmp_stats = _temp_name(self.paths.stats)
-        tmp_stats.write_bytes(json_bytes(full))
-        _fsync_replace(tmp_stats, self.paths.stats)
+        atomic_write(self.paths.stats, json_bytes(full), fsync=True)
         return full
 
     def abort(self) -> None:

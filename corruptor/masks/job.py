@@ -25,7 +25,8 @@ from typing import Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 from corruptor.masks.cache import MaskCache, remove_stale_temps, temp_file
-from corruptor.masks.source import MaskError, MaskSourceConfig, make_mask_source, validate
+from corruptor.masks.registry import make_mask_source, validate
+from corruptor.masks.source import MaskError, MaskSourceConfig
 from corruptor.sources.sources import Locator, SourceItem, SourceSpec, scan_sources
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ Images are looked up by each of their names in turn (sha256 first, then path for
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +17,9 @@ from typing import Sequence
 import numpy as np
 
 from corruptor.masks import rle
+from corruptor.masks.registry import register_mask_source
 from corruptor.masks.source import (
+    FALLBACK_HINT,
     MaskError,
     MaskMissing,
     MaskOutcome,
@@ -73,6 +76,18 @@ def load_index(path: Path) -> dict[str, list[tuple[dict, float]]]:
     return dict(index)
 
 
+def check_precomputed(cfg: MaskSourceConfig) -> None:
+    fallbacks = FALLBACK_HINT
+    p = cfg.precomputed_path
+    if p is None:
+        raise MaskSourceError(f"mask source 'precomputed' needs precomputed_path; or {fallbacks}")
+    if not Path(p).is_file() or not os.access(p, os.R_OK):
+        raise MaskSourceError(f"precomputed mask file '{p}' does not exist or is not readable; {fallbacks}")
+    if Path(p).suffix.lower() not in (".parquet", ".json"):
+        raise MaskSourceError(f"precomputed mask file '{p}' must end in .parquet or .json")
+
+
+@register_mask_source("precomputed", check=check_precomputed)
 class PrecomputedMaskSource:
     name = "precomputed"
 

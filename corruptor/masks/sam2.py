@@ -17,12 +17,16 @@ device memory is retried one image at a time; only an image that alone does not 
 """
 from __future__ import annotations
 
+import importlib.resources
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from corruptor.masks.registry import register_mask_source
 from corruptor.masks.source import (
-    FALLBACK_SOURCES,
+    FALLBACK_HINT,
     MaskError,
     MaskOutcome,
     MaskSet,
@@ -57,7 +61,7 @@ def build_model(cfg: MaskSourceConfig, device: str):
     except Exception as exc:  # torch.load / state-dict / Hydra errors all mean "cannot use this"
         raise MaskSourceError(
             f"could not load SAM2 config '{s.config}' with checkpoint '{ckpt}': {type(exc).__name__}: {exc}; "
-            f"use --mask-source {' or '.join(FALLBACK_SOURCES)} (CPU, no weights) instead"
+            + FALLBACK_HINT
         ) from exc
 
 
@@ -68,6 +72,46 @@ def point_grid(n_per_side: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
 
 
+def sam2_config_exists(name: str) -> bool:
+    """SAM2 configs are resolved by Hydra inside the installed `sam2` package."""
+    try:
+        root = importlib.resources.files("sam2")
+    except ModuleNotFoundError:
+        return False
+    return name.endswith(".yaml") and root.joinpath(name).is_file()
+
+
+def sam2_config_names() -> list[str]:
+    try:
+        root = Path(str(importlib.resources.files("sam2"))) / "configs"
+    except ModuleNotFoundError:
+        return []
+    return sorted(str(p.relative_to(root.parent)) for p in root.rglob("*.yaml") if "training" not in p.parts[-2])
+
+
+def check_sam2(cfg: MaskSourceConfig) -> None:
+    fallbacks = FALLBACK_HINT
+    s = cfg.sam2
+    if not sam2_config_exists(s.config):
+        known = ", ".join(sam2_config_names()) or "(sam2 package not installed)"
+        raise MaskSourceError(f"unknown SAM2 config '{s.config}'; known configs: {known}; or {fallbacks}")
+    if s.checkpoint is None:
+        if not s.allow_random_weights:
+            raise MaskSourceError(f"SAM2 needs a checkpoint path (sam2.checkpoint); none given; {fallbacks}")
+    else:
+        ckpt = Path(s.checkpoint)
+        if not ckpt.is_file():
+            raise MaskSourceError(f"SAM2 checkpoint '{ckpt}' does not exist or is not a file; {fallbacks}")
+        if not os.access(ckpt, os.R_OK):
+            raise MaskSourceError(f"SAM2 checkpoint '{ckpt}' is not readable; {fallbacks}")
+    if s.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MaskSourceError("sam2.device is 'cuda' but no CUDA device is visible; use device 'auto' or 'cpu'")
+
+
+@register_mask_source("sam2", check=check_sam2)
 class Sam2MaskSource:
     name = "sam2"
 

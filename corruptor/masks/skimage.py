@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from corruptor.masks.registry import register_mask_source
 from corruptor.masks.source import MaskError, MaskOutcome, MaskSet, MaskSourceConfig, check_image, working_scale
 
 
@@ -62,6 +63,7 @@ def masks_from_labels(cfg: MaskSourceConfig, labels: np.ndarray, height: int, wi
     return MaskSet(masks, scores)
 
 
+@register_mask_source("felzenszwalb", "slic")
 class SkimageMaskSource:
     def __init__(self, cfg: MaskSourceConfig):
         self.config = cfg

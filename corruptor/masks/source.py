@@ -1,4 +1,7 @@
-"""Mask sources: typed settings, the `MaskSource` protocol, per-image outcomes, the factory.
+"""Mask sources: typed settings (one model per kind), the `MaskSource` protocol, per-image outcomes.
+
+Implementations live in their own modules and register with `corruptor.masks.registry`;
+this module imports none of them.
 
 A mask source turns images into region masks (bool H x W, at the image's own resolution)
 for the local degradations. Sources work on batches because SAM2 is only fast that way;
@@ -8,17 +11,18 @@ a batch never fails as a whole for one bad image: each slot of the result is eit
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
-import json
-import os
 from pathlib import Path
 from typing import Literal, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from maa_format.io import content_hash
+
 FALLBACK_SOURCES: tuple[str, ...] = ("felzenszwalb", "slic")
 MASK_SOURCE_KINDS: tuple[str, ...] = ("felzenszwalb", "slic", "sam2", "precomputed")
+# What every "this source cannot work" error ends with.
+FALLBACK_HINT = f"use --mask-source {' or '.join(FALLBACK_SOURCES)} (CPU, no weights) instead"
 
 
 class MaskError(Exception):
@@ -127,8 +131,7 @@ class MaskSourceConfig(BaseModel):
             doc[self.kind] = getattr(self, self.kind).model_dump(mode="json")
         else:
             doc["precomputed"] = _file_identity(self.precomputed_path, content=True)
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return content_hash(doc)
 
     def min_area_px(self, height: int, width: int) -> int:
         return int(self.min_area) if self.min_area >= 1 else int(np.ceil(self.min_area * height * width))
@@ -194,68 +197,3 @@ def select_masks(cfg: MaskSourceConfig, masks: list[np.ndarray], scores: list[fl
     order = sorted((i for i in range(len(masks)) if areas[i] >= floor), key=lambda i: (-scores[i], -areas[i], i))
     order = order[: cfg.max_masks]
     return MaskSet([masks[i] for i in order], [scores[i] for i in order])
-
-
-def sam2_config_exists(name: str) -> bool:
-    """SAM2 configs are resolved by Hydra inside the installed `sam2` package."""
-    try:
-        root = importlib.resources.files("sam2")
-    except ModuleNotFoundError:
-        return False
-    return name.endswith(".yaml") and root.joinpath(name).is_file()
-
-
-def sam2_config_names() -> list[str]:
-    try:
-        root = Path(str(importlib.resources.files("sam2"))) / "configs"
-    except ModuleNotFoundError:
-        return []
-    return sorted(str(p.relative_to(root.parent)) for p in root.rglob("*.yaml") if "training" not in p.parts[-2])
-
-
-def validate(cfg: MaskSourceConfig) -> None:
-    """Every check that can fail before work starts; raises `MaskSourceError`."""
-    fallbacks = f"use --mask-source {' or '.join(FALLBACK_SOURCES)} (CPU, no weights) instead"
-    if cfg.kind == "sam2":
-        s = cfg.sam2
-        if not sam2_config_exists(s.config):
-            known = ", ".join(sam2_config_names()) or "(sam2 package not installed)"
-            raise MaskSourceError(f"unknown SAM2 config '{s.config}'; known configs: {known}; or {fallbacks}")
-        if s.checkpoint is None:
-            if not s.allow_random_weights:
-                raise MaskSourceError(f"SAM2 needs a checkpoint path (sam2.checkpoint); none given; {fallbacks}")
-        else:
-            ckpt = Path(s.checkpoint)
-            if not ckpt.is_file():
-                raise MaskSourceError(f"SAM2 checkpoint '{ckpt}' does not exist or is not a file; {fallbacks}")
-            if not os.access(ckpt, os.R_OK):
-                raise MaskSourceError(f"SAM2 checkpoint '{ckpt}' is not readable; {fallbacks}")
-        if s.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise MaskSourceError("sam2.device is 'cuda' but no CUDA device is visible; use device 'auto' or 'cpu'")
-    elif cfg.kind == "precomputed":
-        p = cfg.precomputed_path
-        if p is None:
-            raise MaskSourceError(f"mask source 'precomputed' needs precomputed_path; or {fallbacks}")
-        if not Path(p).is_file() or not os.access(p, os.R_OK):
-            raise MaskSourceError(f"precomputed mask file '{p}' does not exist or is not readable; {fallbacks}")
-        if Path(p).suffix.lower() not in (".parquet", ".json"):
-            raise MaskSourceError(f"precomputed mask file '{p}' must end in .parquet or .json")
-
-
-def make_mask_source(cfg: MaskSourceConfig) -> MaskSource:
-    """Validate, then build the source (SAM2 loads its model here, once)."""
-    validate(cfg)
-    if cfg.kind in ("felzenszwalb", "slic"):
-        from corruptor.masks.skimage import SkimageMaskSource
-
-        return SkimageMaskSource(cfg)
-    if cfg.kind == "sam2":
-        from corruptor.masks.sam2 import Sam2MaskSource
-
-        return Sam2MaskSource(cfg)
-    from corruptor.masks.precomputed import PrecomputedMaskSource
-
-    return PrecomputedMaskSource(cfg)

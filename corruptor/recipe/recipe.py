@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
 
@@ -27,10 +26,11 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from corruptor.recipe import local as local_stage
 from corruptor.build.image import to_rgb_uint8
 from corruptor.ops.registry import IMAGENET_C, LEVELS, UnknownOpError, get_op
+from maa_format.io import content_hash
 from maa_format.rng import rng_for
 from corruptor.ops.step import replay_op, run_op
 
-BUILTIN_DIR = ("pipelines", "recipes")
+BUILTIN_DIR = Path(__file__).parent / "builtin"  # package data: corruptor needs no other package
 
 
 class RecipeError(ValueError):
@@ -299,8 +299,7 @@ class Recipe(_Strict):
         """sha256 (first 16 hex) of the canonical form without ``name`` and ``description``:
         renaming or re-describing a recipe does not change the data it makes."""
         body = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+        return content_hash(body)
 
     @property
     def needs_masks(self) -> bool:
@@ -452,13 +451,13 @@ def _format(exc: ValidationError, source: str) -> str:
 
 
 def builtin_recipes() -> tuple[str, ...]:
-    """Names of the recipes shipped in pipelines/recipes."""
-    folder = resources.files(BUILTIN_DIR[0]).joinpath(BUILTIN_DIR[1])
+    """Names of the recipes shipped in corruptor/recipe/builtin."""
+    folder = BUILTIN_DIR
     return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
 
 
 def builtin_recipe_path(name: str) -> Path:
-    path = resources.files(BUILTIN_DIR[0]).joinpath(BUILTIN_DIR[1], f"{name}.yaml")
+    path = BUILTIN_DIR / f"{name}.yaml"
     if not path.is_file():
         raise RecipeError(f"unknown built-in recipe '{name}'; allowed: {', '.join(builtin_recipes())}")
     return Path(str(path))

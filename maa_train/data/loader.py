@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from maa_format.rng import rng_for
 from maa_train.data.preprocess import ProcessorSettings, pair_to_tensor
-from maa_train.data.shards import ShardInfo, image_group
+from maa_format.keys import image_group
+from maa_train.data.shards import ShardInfo
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,11 @@ import glob
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from maa_format.keys import image_group
+from maa_format.layout import DATASET_FILE, SHARDS_DIR, listed_shards, read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,10 @@ def resolve_shards(spec: str) -> list[ShardInfo]:
     """A dataset folder (with dataset.json), a glob of .tar files, or a text file of URLs."""
     path = Path(spec)
     if path.is_dir():
-        meta = path / "dataset.json"
-        if meta.exists():
-            listed = json.loads(meta.read_text()).get("shards", [])
-            names = [s["name"] if isinstance(s, dict) else str(s) for s in listed]
-            tars = [path / "shards" / (n if n.endswith(".tar") else f"{n}.tar") for n in names]
-            tars = [t if t.exists() else path / n for t, n in zip(tars, names)]
+        if (path / DATASET_FILE).exists():
+            tars = listed_shards(path, read_dataset(path))
         else:
-            tars = sorted((path / "shards").glob("*.tar")) or sorted(path.glob("*.tar"))
+            tars = sorted((path / SHARDS_DIR).glob("*.tar")) or sorted(path.glob("*.tar"))
         if not tars:
             raise FileNotFoundError(f"no shards found in dataset folder {path}")
         missing = [str(t) for t in tars if not Path(t).exists()]
@@ -84,14 +82,6 @@ def split_holdout(shards: list[ShardInfo], fraction: float) -> tuple[list[ShardI
     return [s for s in shards if s.url not in val], [s for s in shards if s.url in val]
 
 
-_VARIANT_SUFFIX = re.compile(r"-v\d+-c\d+$")
-
-
-def image_group(key: str) -> str:
-    """The source image a sample key comes from (variants and crops of one image share it)."""
-    return _VARIANT_SUFFIX.sub("", key)
-
-
 def _ok_keys(shard: ShardInfo) -> list[str] | None:
     manifest = Path(shard.url).with_suffix(".parquet")
     if "://" in shard.url or not manifest.exists():
@@ -122,3 +112,15 @@ def without_groups(shards: list[ShardInfo], groups: frozenset[str]) -> list[Shar
         count = shard.count if keys is None else sum(1 for k in keys if image_group(k) not in groups)
         out.append(ShardInfo(shard.url, count))
     return out
+
+
+def op_families(shards: list[ShardInfo]) -> dict[str, str]:
+    """Op name -> corruption family, as recorded in the ``dataset.json`` of each shard's
+    dataset (empty for shards outside a dataset folder: their ops group as unknown)."""
+    families: dict[str, str] = {}
+    roots = {Path(s.url).parent.parent for s in shards
+             if "://" not in s.url and Path(s.url).parent.name == SHARDS_DIR}
+    for root in sorted(roots):
+        if (root / DATASET_FILE).exists():
+            families.update(read_dataset(root).get("op_families", {}))
+    return families

@@ -32,7 +32,7 @@ import zlib
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Mapping
 
 import torch
 from torch import nn
@@ -45,7 +45,7 @@ from maa_train.train.distributed import pick_device
 from maa_train.students.inject import AdaptedEncoder, ModelInfo, load_vision_model
 from maa_train.data.loader import ValStream, make_loader
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
-from maa_train.data.shards import ShardInfo, resolve_shards, split_holdout
+from maa_train.data.shards import ShardInfo, op_families, resolve_shards, split_holdout
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +132,17 @@ def heldout_shards(data: str | Path, val_fraction: float = 0.05, all_shards: boo
     return val
 
 
-def families_of(meta: dict | None) -> list[str]:
-    """Corruption families of a sample's provenance (global ops and ops inside local regions)."""
+def families_of(meta: dict | None, families: Mapping[str, str]) -> list[str]:
+    """Corruption families of a sample's provenance (global ops and ops inside local regions),
+    looked up in the dataset's op -> family table (``op_families`` of dataset.json)."""
     if not meta:
         return []
-    from corruptor.ops.registry import UnknownOpError, get_op
-
     ops = list(meta.get("ops") or [])
     ops += [op for region in meta.get("regions") or [] for op in region.get("ops") or []]
     found = []
     for op in ops:
         name = op.get("op") if isinstance(op, dict) else None
-        try:
-            family = get_op(name).family
-        except UnknownOpError:
-            family = "unknown op"  # made by another version of the op registry
+        family = families.get(name, "unknown op")  # an op the dataset's table does not name
         if family not in found:
             found.append(family)
     return found
@@ -400,10 +396,11 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
     if reason:
         raise EvaluationError(reason + "; evaluate more samples (--max-samples, more held-out shards)")
 
+    table = op_families(shards)
     families: dict[str, list[int]] = {}
     missing = 0
     for i, meta in enumerate(feats.metas):
-        fams = families_of(meta)
+        fams = families_of(meta, table)
         if not fams:
             missing += 1
         for fam in fams:

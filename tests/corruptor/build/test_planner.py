@@ -1,6 +1,7 @@
 import pytest
 
-from corruptor.build.planner import Plan, PlanError, plan, sample_key, split_target
+from corruptor.build.planner import Plan, PlanError, plan, split_target
+from maa_format.keys import sample_key
 from corruptor.sources.sources import SourceItem, SourceSpec, ScannedSource, Locator
 
 

@@ -12,7 +12,8 @@ from corruptor.masks import cache as mask_cache
 
 from corruptor.masks import rle
 from corruptor.masks.cache import MaskCache, remove_stale_temps, temp_file
-from corruptor.masks.source import MaskError, MaskSourceConfig, MaskTooSmall, make_mask_source
+from corruptor.masks.registry import make_mask_source
+from corruptor.masks.source import MaskError, MaskSourceConfig, MaskTooSmall
 
 SHA = "0123456789abcdef" * 4
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from corruptor.masks.source import MaskSet, MaskSourceConfig, MaskSourceError, MaskTooSmall, make_mask_source
+from corruptor.masks.registry import make_mask_source
+from corruptor.masks.source import MaskSet, MaskSourceConfig, MaskSourceError, MaskTooSmall
 
 TINY = {"allow_random_weights": True, "device": "cpu", "image_size": 128, "points_per_side": 4,
         "points_per_batch": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from corruptor.masks import rle
+from corruptor.masks.registry import MASK_SOURCES, load_all, make_mask_source
 from corruptor.masks.source import (
+    MASK_SOURCE_KINDS,
+    MaskSource,
     MaskError,
     MaskMissing,
     MaskSet,
@@ -12,7 +15,6 @@ from corruptor.masks.source import (
     MaskSourceError,
     MaskTooSmall,
     generate_one,
-    make_mask_source,
 )
 
 
@@ -145,3 +147,18 @@ def test_precomputed_unreadable_file_is_a_source_error(tmp_path):
         make_mask_source(MaskSourceConfig(kind="precomputed", precomputed_path=bad))
     with pytest.raises(MaskSourceError, match="slic"):
         make_mask_source(MaskSourceConfig(kind="precomputed", precomputed_path=tmp_path / "none.parquet"))
+
+
+def test_every_kind_is_registered_and_builds_or_explains():
+    """Registry contract: every kind of the settings model has a source; each either builds
+    from default settings or refuses with a MaskSourceError naming the fallbacks."""
+    load_all()
+    assert sorted(MASK_SOURCES) == sorted(MASK_SOURCE_KINDS)
+    for kind in MASK_SOURCE_KINDS:
+        cfg = MaskSourceConfig(kind=kind)
+        try:
+            source = make_mask_source(cfg)
+        except MaskSourceError as exc:
+            assert "felzenszwalb" in str(exc)
+            continue
+        assert isinstance(source, MaskSource) and source.config == cfg

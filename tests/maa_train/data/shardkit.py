@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maa_format import FORMAT
+
 
 def png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -38,5 +40,5 @@ def write_dataset(root: Path, counts: list[int], **kw) -> Path:
         name = f"{i:06d}"
         write_shard(root / "shards" / f"{name}.tar", [f"s{i}-k{j:03d}" for j in range(n)], seed=i, **kw)
         names.append(name)
-    (root / "dataset.json").write_text(json.dumps({"shards": names}))
+    (root / "dataset.json").write_text(json.dumps({"format": FORMAT, "shards": names}))
     return root

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from corruptor.ops.registry import load_all
+from maa_format import FORMAT
 from tests.maa_train.data.shardkit import png
 
 SIZE = 28
@@ -69,7 +71,8 @@ def write_labelled_dataset(root: Path, counts: list[int], no_json: set[str] = fr
                     tar.addfile(info, io.BytesIO(data))
         (root / "shards" / f"{name}.stats.json").write_text(json.dumps({"ok": n}))
         names.append(name)
-    (root / "dataset.json").write_text(json.dumps({"shards": names}))
+    families = {name: op.family for name, op in load_all().items()}
+    (root / "dataset.json").write_text(json.dumps({"format": FORMAT, "shards": names, "op_families": families}))
     return root
 
 

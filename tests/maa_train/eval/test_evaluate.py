@@ -77,8 +77,9 @@ def test_rows_groups_and_clean_reference(result):
 def test_families_from_ops_and_regions():
     meta = {"ops": [{"op": "gaussian_noise"}, {"op": "shot_noise"}],
             "regions": [{"ops": [{"op": "jpeg"}, {"op": "not_an_op"}]}]}
-    assert families_of(meta) == ["noise", "compression", "unknown op"]
-    assert families_of(None) == [] and families_of({"ops": []}) == []
+    table = {"gaussian_noise": "noise", "shot_noise": "noise", "jpeg": "compression"}
+    assert families_of(meta, table) == ["noise", "compression", "unknown op"]
+    assert families_of(None, table) == [] and families_of({"ops": []}, table) == []
 
 
 def test_cli_writes_outputs_with_sampled_tokens(setup, tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from maa_format import FORMAT
 from maa_train.train.config import ConfigError, load_config
 from maa_train.train.trainer import Trainer, TrainingDiverged
 from tests.maa_train.eval.evalkit import train_config
@@ -261,7 +262,7 @@ def test_holdout_says_how_many_training_pairs_it_costs(tmp_path, caplog):
         keys = [f"img0-v{i}-c0", f"img0-v{i + 4}-c0", f"img{i + 1}-v0-c0"]
         write_shard(root / "shards" / f"{i:06d}.tar", keys, seed=i)
         pq.write_table(pa.table({"key": keys, "status": ["ok"] * 3}), root / "shards" / f"{i:06d}.parquet")
-    (root / "dataset.json").write_text(json.dumps({"shards": [f"{i:06d}" for i in range(4)]}))
+    (root / "dataset.json").write_text(json.dumps({"format": FORMAT, "shards": [f"{i:06d}" for i in range(4)]}))
     cfg = load_config(base={"model": {"path": "unused"}, "data": {"train": [str(root)], "val_fraction": 0.25}})
     with caplog.at_level("INFO", logger="maa_train.train.trainer"):
         train, val, groups = _data(cfg)
