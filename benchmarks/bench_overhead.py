@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maa_train.students.adapter import AdapterConfig, cache_weights  # noqa: E402
-from maa_train.students.inject import AdaptedEncoder, find_blocks  # noqa: E402
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import find_blocks  # noqa: E402
 
 VIT_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                  image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu")

@@ -64,7 +64,8 @@ class ReferenceStep:
     def __init__(self, trainer):
         from maa_train.students.adapter import AdapterConfig
         from maa_train.objectives.discriminator import TokenDiscriminator
-        from maa_train.students.inject import AdaptedEncoder, load_vision_model
+        from maa_train.students.inject import AdaptedEncoder
+        from maa_train.encoders.load import load_vision_model
 
         dev = trainer.dist.device
         # Both encoders loaded afresh: a deep copy of the trainer's backbone would carry its

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
+from maa_train.encoders.clip import CLIP
+from maa_train.encoders.family import UnknownFamilyError, family_for_type
+
+CLIP_MEAN, CLIP_STD = CLIP.mean, CLIP.std
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,7 @@ class ProcessorSettings:
         proc = root / "preprocessor_config.json"
         cfg = json.loads((root / "config.json").read_text()) if (root / "config.json").exists() else {}
         vision = cfg.get("vision_config", cfg)
-        siglip = "siglip" in str(vision.get("model_type", cfg.get("model_type", "")))
-        mean, std = (SIGLIP_MEAN, SIGLIP_STD) if siglip else (CLIP_MEAN, CLIP_STD)
+        mean, std = _family_defaults(vision.get("model_type", cfg.get("model_type")))
         size = vision.get("image_size")
         if proc.exists():
             p = json.loads(proc.read_text())
@@ -47,6 +47,15 @@ class ProcessorSettings:
         if not size:
             raise ValueError(f"cannot find the input image size in {root} (preprocessor_config.json or config.json)")
         return cls(int(size), tuple(mean), tuple(std))
+
+
+def _family_defaults(model_type: str | None) -> tuple[tuple, tuple]:
+    """The encoder family's processor mean/std (CLIP's for a config no family knows)."""
+    try:
+        family = family_for_type(model_type)
+    except UnknownFamilyError:
+        return CLIP_MEAN, CLIP_STD
+    return family.mean, family.std
 
 
 def pair_to_tensor(clean: np.ndarray, degraded: np.ndarray, settings: ProcessorSettings,

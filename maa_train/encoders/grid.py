@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Tokens a tower puts before the patch grid. Read from the model type, never guessed from
-# the sequence length: 577 tokens could be CLS + 24x24 or a 1 x 577 strip.
-PREFIX_TOKENS: dict[str, int] = {
-    "clip_vision_model": 1,
-    "siglip_vision_model": 0,
-}
+from maa_train.encoders.family import UnknownFamilyError, family_for_type
 
 
 class GridMismatchError(ValueError):
@@ -44,18 +39,22 @@ class PatchGrid:
             )
 
 
-def grid_for(vision_config, num_tokens: int | None = None) -> PatchGrid:
+def grid_for(vision_config, num_tokens: int | None = None, image_size: tuple[int, int] | None = None) -> PatchGrid:
     """The patch grid of one image (or one AnyRes crop: each crop goes through the tower at
-    the base resolution, so crops share the base grid)."""
+    the base resolution, so crops share the base grid). ``image_size`` (H, W) is the input's
+    size when it differs from the config's (DINOv2 interpolates its position embeddings).
+
+    The prefix comes from the encoder family, never guessed from the sequence length: 577
+    tokens could be CLS + 24x24 or a 1 x 577 strip."""
     model_type = getattr(vision_config, "model_type", None)
-    if model_type not in PREFIX_TOKENS:
-        raise ValueError(
-            f"vision config model_type {model_type!r} has no known patch layout; "
-            f"allowed: {sorted(PREFIX_TOKENS)}"
-        )
+    try:
+        prefix = family_for_type(model_type).prefix_tokens
+    except UnknownFamilyError as exc:
+        raise ValueError(f"vision config model_type {model_type!r} has no known patch layout: {exc}") from None
     # The patch convolution floors: SigLIP at 384 px with 14 px patches sees 27x27 patches.
-    side = vision_config.image_size // vision_config.patch_size
-    grid = PatchGrid(prefix=PREFIX_TOKENS[model_type], height=side, width=side)
+    h, w = image_size or (vision_config.image_size, vision_config.image_size)
+    patch = vision_config.patch_size
+    grid = PatchGrid(prefix=prefix, height=h // patch, width=w // patch)
     if num_tokens is not None:
         grid.check(num_tokens)
     return grid

@@ -42,7 +42,8 @@ from maa_train.students.adapter import AdapterConfig
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import CheckpointMismatchError, load_adapters, read_config
 from maa_train.train.distributed import pick_device
-from maa_train.students.inject import AdaptedEncoder, ModelInfo, load_vision_model
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import ModelInfo, load_vision_model
 from maa_train.data.loader import ValStream, make_loader
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.data.shards import ShardInfo, op_families, resolve_shards, split_holdout

@@ -20,10 +20,10 @@ from torch import nn
 
 from maa_train.students.adapter import AdapterConfig
 from maa_train.encoders.grid import PatchGrid
-from maa_train.students.inject import AdaptedEncoder, find_tower
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import family_of, find_tower
 
 STUDENT_KINDS = ("maa", "mse_only", "bottleneck", "lora", "full")
-LORA_TARGETS = r".*encoder\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|out_proj)"
 
 
 class BottleneckAdapter(nn.Module):
@@ -65,13 +65,13 @@ class LoraEncoder(AdaptedEncoder):
 
         self.lora = {"rank": rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout}
         # Injected into the vision tower only: a LLaVA language model has q_proj/k_proj too.
+        tower = find_tower(model)
+        targets = family_of(tower).lora_targets
         inject_adapter_in_model(
-            LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS),
-            find_tower(model),
-        )
+            LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets), tower)
         self._lora_layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_disable_adapters")]
         if not self._lora_layers:
-            raise ValueError(f"{type(model).__name__}: no attention projection matched {LORA_TARGETS!r}")
+            raise ValueError(f"{type(model).__name__}: no attention projection matched {targets!r}")
 
     def _make_adapters(self, factory, num_layers):
         return []

@@ -27,7 +27,7 @@ from maa_train.students.adapter import AdapterConfig, cache_weights
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import load_adapters, read_config
 from maa_train.encoders.grid import PatchGrid
-from maa_train.students.inject import describe, find_blocks, load_vision_model
+from maa_train.encoders.load import describe, find_blocks, load_vision_model
 
 ADAPTER_ATTR = "maa_adapter"
 ATTACHMENT_ATTR = "maa_attachment"

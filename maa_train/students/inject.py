@@ -2,172 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from maa_train.students.adapter import AdapterConfig, MAAAdapter
-from maa_train.encoders.grid import PREFIX_TOKENS, PatchGrid, grid_for
-
-
-class BlocksNotFoundError(ValueError):
-    """The encoder blocks of a model could not be located."""
-
-
-# config.json model_type -> transformers class name. "clip"/"siglip" are dual-encoder
-# checkpoints from which only the vision half is loaded.
-MODEL_CLASSES: dict[str, str] = {
-    "clip_vision_model": "CLIPVisionModel",
-    "clip": "CLIPVisionModel",
-    "siglip_vision_model": "SiglipVisionModel",
-    "siglip": "SiglipVisionModel",
-    "llava": "LlavaForConditionalGeneration",
-    "llava_next": "LlavaNextForConditionalGeneration",
-}
-MULTIMODAL_TYPES = ("llava", "llava_next")
-
-# Attribute paths tried in order; transformers 5 dropped the `vision_model` level in
-# CLIPVisionModel, earlier releases had it.
-TOWER_PATHS = (("model", "vision_tower"), ("vision_tower",))
-PROJECTOR_PATHS = (("model", "multi_modal_projector"), ("multi_modal_projector",))
-BLOCK_PATHS = (("encoder", "layers"), ("vision_model", "encoder", "layers"), ("encoder", "layer"))
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name_or_path: str
-    model_type: str  # config.json's model_type of the loaded checkpoint
-    architecture: str  # the transformers class that was loaded
-    vision_model_type: str
-    hidden_size: int
-    num_layers: int
-    default_feature_layer: int
-    projector_dim: int | None  # output width of the multimodal projector, if any
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _get_path(obj, path: tuple[str, ...]):
-    for name in path:
-        obj = getattr(obj, name, None)
-        if obj is None:
-            return None
-    return obj
-
-
-def find_tower(model: nn.Module) -> nn.Module:
-    for path in TOWER_PATHS:
-        tower = _get_path(model, path)
-        if isinstance(tower, nn.Module):
-            return tower
-    return model
-
-
-def find_projector(model: nn.Module) -> nn.Module | None:
-    for path in PROJECTOR_PATHS:
-        projector = _get_path(model, path)
-        if isinstance(projector, nn.Module):
-            return projector
-    return None
-
-
-def find_blocks(model: nn.Module) -> nn.ModuleList:
-    tower = find_tower(model)
-    for path in BLOCK_PATHS:
-        blocks = _get_path(tower, path)
-        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
-            return blocks
-    looked = ", ".join(".".join(p) for p in BLOCK_PATHS)
-    raise BlocksNotFoundError(
-        f"{type(model).__name__}: cannot find the vision encoder blocks (looked for a non-empty ModuleList at "
-        f"{looked} under the vision tower {type(tower).__name__})"
-    )
-
-
-def _read_model_type(path: Path) -> str:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file} not found: expected a save_pretrained folder")
-    model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type not in MODEL_CLASSES:
-        raise ValueError(
-            f"{config_file}: model_type {model_type!r} is not supported; allowed: {sorted(MODEL_CLASSES)}"
-        )
-    return model_type
-
-
-def load_vision_model(
-    path: str | Path, *, dtype: torch.dtype | str | None = None, keep_language_model: bool = False
-) -> tuple[nn.Module, ModelInfo]:
-    """Load a checkpoint folder with the real `from_pretrained` and describe its vision side.
-
-    For LLaVA models, unless `keep_language_model`, the language model is built with no
-    decoder layers, so its weights are never read (a 7B LLaVA loads in about the memory of
-    its vision tower, projector and embeddings), and the rest of it is dropped after loading:
-    training only needs the tower and the projector.
-    """
-    import transformers
-
-    path = Path(path)
-    model_type = _read_model_type(path)
-    cls = getattr(transformers, MODEL_CLASSES[model_type])
-    kwargs = {} if dtype is None else {"dtype": dtype}
-    vision_only = model_type in MULTIMODAL_TYPES and not keep_language_model
-    if vision_only:
-        config = transformers.AutoConfig.from_pretrained(str(path))
-        config.text_config.num_hidden_layers = 0
-        kwargs["config"] = config
-        # The language model's layer weights are reported as unused, by design: keep it quiet.
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        try:
-            model = cls.from_pretrained(str(path), **kwargs)
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-    else:
-        model = cls.from_pretrained(str(path), **kwargs)
-    if vision_only:
-        inner = getattr(model, "model", model)
-        if hasattr(inner, "language_model"):
-            inner.language_model = None
-        if hasattr(model, "lm_head"):
-            model.lm_head = None
-    return model, describe(model, name_or_path=str(path))
-
-
-def describe(model: nn.Module, name_or_path: str | None = None) -> ModelInfo:
-    tower = find_tower(model)
-    vision_config = tower.config
-    blocks = find_blocks(model)
-    is_multimodal = tower is not model
-    feature_layer = getattr(model.config, "vision_feature_layer", -1) if is_multimodal else -1
-    if not isinstance(feature_layer, int):
-        raise ValueError(
-            f"{type(model).__name__}: vision_feature_layer {feature_layer!r} selects several layers; "
-            "only a single int layer is supported"
-        )
-    projector = find_projector(model) if is_multimodal else None
-    projector_dim = None
-    if projector is not None:
-        last_linear = [m for m in projector.modules() if isinstance(m, nn.Linear)]
-        projector_dim = last_linear[-1].out_features if last_linear else None
-    return ModelInfo(
-        name_or_path=name_or_path or getattr(model.config, "_name_or_path", "") or "",
-        model_type=model.config.model_type,
-        architecture=type(model).__name__,
-        vision_model_type=vision_config.model_type,
-        hidden_size=vision_config.hidden_size,
-        num_layers=len(blocks),
-        default_feature_layer=feature_layer,
-        projector_dim=projector_dim,
-    )
+from maa_train.encoders.grid import PatchGrid, grid_for
+from maa_train.encoders.load import ModelInfo, describe, family_of, find_blocks, find_projector, find_tower
 
 
 class AdaptedEncoder(nn.Module):
@@ -196,6 +41,7 @@ class AdaptedEncoder(nn.Module):
         # Plain attributes, not submodules: they live inside `model` already.
         self.__dict__["tower"] = find_tower(model)
         self.__dict__["blocks"] = find_blocks(model)
+        self.family = family_of(self.tower)
         self.grid: PatchGrid = grid_for(self.tower.config)
         self.adapter_cfg = adapter_cfg or AdapterConfig()
         num_layers = len(self.blocks)
@@ -290,6 +136,10 @@ class AdaptedEncoder(nn.Module):
             pixel_values = pixel_values.flatten(0, 1)
         if pixel_values.dim() != 4:
             raise ValueError(f"pixel_values must be [B, 3, H, W] or [B, crops, 3, H, W], got {tuple(pixel_values.shape)}")
+        if not self.family.fixed_size:  # DINOv2 interpolates: the grid follows the input
+            grid = grid_for(self.tower.config, image_size=tuple(pixel_values.shape[-2:]))
+            if grid != self.grid:
+                self.grid = grid
         previous, self._enabled = self._enabled, self._enabled and adapters
         self._captured = None
         try:
@@ -339,14 +189,4 @@ class AdaptedEncoder(nn.Module):
         }
 
 
-__all__ = [
-    "AdaptedEncoder",
-    "BlocksNotFoundError",
-    "ModelInfo",
-    "PREFIX_TOKENS",
-    "describe",
-    "find_blocks",
-    "find_projector",
-    "find_tower",
-    "load_vision_model",
-]
+__all__ = ["AdaptedEncoder"]

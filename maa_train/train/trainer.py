@@ -31,7 +31,7 @@ from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import load_adapters, save_adapters
 from maa_train.train.config import TrainConfig
 from maa_train.objectives.discriminator import TokenDiscriminator
-from maa_train.students.inject import load_vision_model
+from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import (LoaderState, PairStream, ValStream, check_shared_memory, make_loader, pair_batch_bytes,
                               steps_per_epoch)
 from maa_train.objectives.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty

@@ -13,7 +13,7 @@ VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_att
               patch_size=7)  # 4x4 grid
 TEXT = dict(model_type="llama", hidden_size=24, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
             num_key_value_heads=4, vocab_size=64)
-KINDS = ("clip", "siglip", "llava", "llava_next")
+KINDS = ("clip", "siglip", "llava", "llava_next", "dinov2", "vit")
 
 
 def save_tiny(kind: str, root: Path) -> Path:
@@ -33,6 +33,10 @@ def save_tiny(kind: str, root: Path) -> Path:
             T.LlavaNextConfig(vision_config=T.CLIPVisionConfig(**VISION).to_dict(), text_config=TEXT,
                               image_token_id=63, image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]])
         )
+    elif kind == "dinov2":
+        model = T.Dinov2Model(T.Dinov2Config(**VISION))
+    elif kind == "vit":
+        model = T.ViTModel(T.ViTConfig(**VISION), add_pooling_layer=False)
     else:
         raise ValueError(kind)
     path = root / kind

@@ -10,7 +10,8 @@ from maa_train.students.checkpoint import CheckpointMismatchError, save_adapters
 from maa_train.eval.cli import main as eval_main
 from maa_train.eval.evaluate import (ALL, BASE_ROW, CLEAN_ROW, AdapterSpec, EvalOptions, EvaluationError, evaluate,
                                 families_of, heldout_shards)
-from maa_train.students.inject import AdaptedEncoder, load_vision_model
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import ValStream
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
 from tests.maa_train.eval.evalkit import one_thread, tiny_clip, write_labelled_dataset  # noqa: F401 (fixture)

@@ -126,7 +126,7 @@ def test_grid_for_clip_siglip():
     with pytest.raises(GridMismatchError, match="expected 577 tokens.*found 576"):
         grid_for(CLIPVisionConfig(image_size=336, patch_size=14), 576)
     with pytest.raises(ValueError, match="model_type"):
-        grid_for(type("C", (), {"model_type": "vit", "image_size": 224, "patch_size": 16})())
+        grid_for(type("C", (), {"model_type": "swin", "image_size": 224, "patch_size": 16})())
 
 
 def _official_layout(adapter, prefix="layers.0.maa_adapter."):

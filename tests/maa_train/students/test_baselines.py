@@ -4,7 +4,7 @@ import torch
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.baselines import STUDENT_KINDS, make_student
 from maa_train.students.checkpoint import load_adapters, save_adapters
-from maa_train.students.inject import load_vision_model
+from maa_train.encoders.load import load_vision_model
 from tests.maa_train.tiny_models import pixels, tiny_models  # noqa: F401
 
 CFG = AdapterConfig(bottleneck=8, attn_dim=8, heads=2, window=3)
@@ -69,7 +69,7 @@ def test_unknown_kind():
 def test_full_finetune_teacher_copy_is_bare(tmp_path):
     """The frozen copy holds the blocks only: no hooks, so no hidden copy of the whole student."""
     from maa_train.students.baselines import make_student
-    from maa_train.students.inject import load_vision_model
+    from maa_train.encoders.load import load_vision_model
     from tests.maa_train.tiny_models import save_tiny
 
     model, info = load_vision_model(save_tiny("clip", tmp_path))

@@ -5,7 +5,8 @@ import torch
 
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointMismatchError, load_adapters, save_adapters
-from maa_train.students.inject import AdaptedEncoder, load_vision_model
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import load_vision_model
 from tests.maa_train.tiny_models import VISION, pixels, tiny_models  # noqa: F401
 
 CFG = AdapterConfig(bottleneck=8, attn_dim=8, heads=2, window=3)

@@ -7,7 +7,8 @@ from maa_train.students.adapter import AdapterConfig
 from maa_train.students.checkpoint import CheckpointMismatchError, load_adapters, save_adapters
 from maa_train.students.export import (ADAPTER_ATTR, adapter_state_dict, adapters_disabled, attach_adapters, detach_adapters,
                               load_llava_with_adapters, save_release_checkpoint)
-from maa_train.students.inject import AdaptedEncoder, find_blocks, load_vision_model
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import find_blocks, load_vision_model
 from maa_train.students.official import import_official
 from tests.maa_train.tiny_models import VISION, save_tiny
 from tests.maa_train.eval.evalkit import one_thread  # noqa: F401 (fixture)

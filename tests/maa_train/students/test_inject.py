@@ -6,7 +6,8 @@ from torch import nn
 
 from maa_train.students.adapter import AdapterConfig
 from maa_train.encoders.grid import PatchGrid
-from maa_train.students.inject import AdaptedEncoder, BlocksNotFoundError, find_tower, load_vision_model
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import BlocksNotFoundError, find_tower, load_vision_model
 from tests.maa_train.tiny_models import KINDS, pixels, tiny_models  # noqa: F401
 
 CFG = AdapterConfig(bottleneck=8, attn_dim=8, heads=2, window=3)
@@ -15,8 +16,8 @@ CFG = AdapterConfig(bottleneck=8, attn_dim=8, heads=2, window=3)
 def _reference(model, kind, x, use_projector):
     """Features computed by transformers itself, before any adapter exists."""
     with torch.no_grad():
-        if kind in ("clip", "siglip"):
-            return model(pixel_values=x).last_hidden_state[:, 1 if kind == "clip" else 0:]
+        if not kind.startswith("llava"):  # a bare encoder: last hidden state, prefix dropped
+            return model(pixel_values=x).last_hidden_state[:, 0 if kind == "siglip" else 1:]
         tower = find_tower(model)
         feats = tower(pixel_values=x, output_hidden_states=True).hidden_states[-2][:, 1:]
         return model.model.multi_modal_projector(feats) if use_projector else feats

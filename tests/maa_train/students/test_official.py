@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.checkpoint import load_adapters
-from maa_train.students.inject import AdaptedEncoder, load_vision_model
+from maa_train.students.inject import AdaptedEncoder
+from maa_train.encoders.load import load_vision_model
 from maa_train.students.official import OfficialFormatError, convert_official, import_official, infer_adapter_config
 from tests.maa_train.tiny_models import pixels, tiny_models  # noqa: F401
 
