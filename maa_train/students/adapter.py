@@ -42,7 +42,6 @@ as the release did.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -50,44 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maa_train.encoders.grid import PatchGrid
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    bottleneck: int = 256
-    attn_dim: int = 128
-    heads: int = 8
-    window: int = 7
-    pool_kernel: int = 3
-    use_mlp: bool = True
-    use_attn: bool = True
-    use_pool: bool = True
-    fp32: bool = True  # fp32 adapter parameters and residual sum (matrix work follows autocast)
-    full_fp32: bool = False  # also run the matrix work in fp32 (the release's compute; slower)
-
-    def __post_init__(self) -> None:
-        for name in ("bottleneck", "attn_dim", "heads", "window", "pool_kernel"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"AdapterConfig.{name} must be a positive int, got {value!r}")
-        if self.attn_dim % self.heads:
-            raise ValueError(
-                f"AdapterConfig.attn_dim ({self.attn_dim}) must be divisible by AdapterConfig.heads ({self.heads})"
-            )
-        if self.pool_kernel % 2 == 0:
-            raise ValueError(f"AdapterConfig.pool_kernel must be odd for same padding, got {self.pool_kernel}")
-        if not (self.use_mlp or self.use_attn or self.use_pool):
-            raise ValueError("AdapterConfig: at least one of use_mlp, use_attn, use_pool must be True")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AdapterConfig":
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown AdapterConfig fields {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
+from maa_train.students.adapter_config import AdapterConfig
 
 
 def _autocast_on(device_type: str) -> bool:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from maa_train.students.adapter_config import AdapterConfig
+
 
 class ConfigError(ValueError):
     pass
@@ -24,17 +26,6 @@ class ModelConfig(_Strict):
     path: str = Field(description="local folder of a HF model (CLIP, SigLIP, LLaVA, LLaVA-NeXT)")
     feature_layer: int = -1
     use_projector: bool = False
-
-
-class AdapterSettings(_Strict):
-    bottleneck: int = Field(256, gt=0)
-    attn_dim: int = Field(128, gt=0)
-    heads: int = Field(8, gt=0)
-    window: int = Field(7, gt=0)
-    pool_kernel: int = Field(3, gt=0)
-    use_mlp: bool = True
-    use_attn: bool = True
-    use_pool: bool = True
 
 
 class DiscriminatorSettings(_Strict):
@@ -106,12 +97,15 @@ class TrainSettings(_Strict):
 
 class TrainConfig(_Strict):
     model: ModelConfig
-    adapter: AdapterSettings = AdapterSettings()
+    adapter: AdapterConfig = AdapterConfig()
     discriminator: DiscriminatorSettings = DiscriminatorSettings()
     loss: LossSettings = LossSettings()
     optim: OptimSettings = OptimSettings()
     data: DataSettings
     train: TrainSettings = TrainSettings()
+    # Settings of objectives beyond distill/adv/r1 (whose settings are `loss` and
+    # `discriminator`): objectives.<name> is read and validated by that objective's builder.
+    objectives: dict[str, dict[str, Any]] = {}
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:

@@ -30,11 +30,10 @@ from maa_train.students.adapter import AdapterConfig
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import load_adapters, save_adapters
 from maa_train.train.config import TrainConfig
-from maa_train.objectives.discriminator import TokenDiscriminator
 from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import (LoaderState, PairStream, ValStream, check_shared_memory, make_loader, pair_batch_bytes,
                               steps_per_epoch)
-from maa_train.objectives.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty
+from maa_train.objectives.base import Step, build_objectives
 from maa_train.train.metrics_log import MetricsLog
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.data.shards import holdout_groups, resolve_shards, split_holdout, without_groups
@@ -133,14 +132,11 @@ class Trainer:
 
         model, self.info = load_vision_model(cfg.model.path)
         self.student = make_student(
-            cfg.train.student, model, AdapterConfig(**cfg.adapter.model_dump()),
+            cfg.train.student, model, cfg.adapter,
             feature_layer=cfg.model.feature_layer, use_projector=cfg.model.use_projector, info=self.info,
         ).to(self.dist.device)
-        self.adversarial = bool(getattr(self.student, "adversarial", True)) and cfg.loss.adv_weight > 0
-        self.disc = None
-        if self.adversarial:
-            d = cfg.discriminator
-            self.disc = TokenDiscriminator(self.student.feature_dim, d.width, d.blocks, d.spectral_norm).to(self.dist.device)
+        self.objectives = build_objectives(cfg, self.student).to(self.dist.device)
+        self.aux_params = self.objectives.parameters_to_train()  # the discriminator's, when adversarial
         # No DDP wrapper (see maa_train.train.distributed), so make its start-up guarantee here:
         # every rank begins from rank 0's trainable weights.
         distributed.broadcast_parameters(self._trainable_and_disc(), self.dist.world)
@@ -161,8 +157,8 @@ class Trainer:
         self.opt_g = torch.optim.AdamW(self.student.trainable_parameters(), lr=o.adapter_lr, weight_decay=o.weight_decay)
         factor = cosine_with_warmup(self.total_steps, o.warmup_frac)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, factor)
-        if self.disc is not None:
-            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=o.disc_lr, weight_decay=o.weight_decay)
+        if self.aux_params:
+            self.opt_d = torch.optim.AdamW(self.aux_params, lr=o.disc_lr, weight_decay=o.weight_decay)
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, factor)
         self.step = 0
         self.loader_state = LoaderState(seed=cfg.train.seed, world=w, workers=max(1, cfg.data.workers))
@@ -175,7 +171,7 @@ class Trainer:
         self.metrics = MetricsLog(self.out, enabled=self.dist.main)
 
     def _trainable_and_disc(self) -> list[torch.nn.Parameter]:
-        return list(self.student.trainable_parameters()) + (list(self.disc.parameters()) if self.disc else [])
+        return list(self.student.trainable_parameters()) + self.aux_params
 
     # -- checkpoints ---------------------------------------------------------------
     def _state(self) -> dict:
@@ -185,14 +181,14 @@ class Trainer:
                  "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
                  "best": list(self.best), "skipped": self._skipped(), "broken_shards": sorted(self.broken),
                  "model": self.student.config}
-        if self.disc is not None:
+        if self.aux_params:
             state |= {"opt_d": self.opt_d.state_dict(), "sched_d": self.sched_d.state_dict()}
         return state
 
     def save_checkpoint(self) -> None:
         if self.dist.main:
             train_state.save(self.ckpt_dir, self.step, trainable=self.student.trainable_state_dict(),
-                             disc=self.disc.state_dict() if self.disc is not None else None,
+                             disc=self.objectives.state() or None,
                              state=self._state(), config=self.cfg.model_dump(), keep_last=self.cfg.train.keep_last)
         if self.dist.world > 1:
             torch.distributed.barrier()
@@ -214,10 +210,10 @@ class Trainer:
         self.student.load_trainable_state_dict(trainable)
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
-        if self.disc is not None:
+        if self.aux_params:
             if disc is None:
                 raise ValueError(f"checkpoint {path} has no discriminator but this run is adversarial")
-            self.disc.load_state_dict(disc)
+            self.objectives.load_state(disc)
             self.opt_d.load_state_dict(state["opt_d"])
             self.sched_d.load_state_dict(state["sched_d"])
         ls = LoaderState(**state["loader"])
@@ -302,29 +298,10 @@ class Trainer:
             with torch.no_grad(), self.student.adapters_disabled():
                 teacher = self.forward(clean)
             student = self.forward(degraded)
-        teacher, student = teacher.float(), student.float()
-        losses = {"distill": distill_loss(student, teacher, self.cfg.loss.cosine_weight)}
-        total = losses["distill"]
-        if self.disc is not None:
-            lam = adv_weight(self.step, self.cfg.loss.adv_weight, self.cfg.loss.adv_warmup_steps)
-            self.disc.requires_grad_(False)
-            with self._autocast():
-                fake_for_g = self.disc(student)
-            self.disc.requires_grad_(True)
-            losses["adv"] = generator_loss(fake_for_g.float(), self.cfg.discriminator.loss)
-            total = total + lam * losses["adv"]
-            with self._autocast():
-                real_logits = self.disc(teacher)
-                fake_logits = self.disc(student.detach())
-            losses["disc"] = discriminator_loss(real_logits.float(), fake_logits.float(), self.cfg.discriminator.loss)
-            d_total = losses["disc"]
-            d = self.cfg.discriminator
-            if d.r1_weight > 0 and self.step % d.r1_interval == 0:
-                losses["r1"] = r1_penalty(self.disc, teacher)
-                d_total = d_total + d.r1_weight * d.r1_interval * losses["r1"]
+        losses, total, own = self.objectives.step(Step(student.float(), teacher.float(), self.step, self._autocast))
         (total * scale).backward()
-        if self.disc is not None:
-            (d_total * scale).backward()
+        if own is not None:
+            (own * scale).backward()
         # Checked after the backward passes are queued, so on a GPU the one host sync this costs
         # waits for work already running instead of leaving the GPU idle while backward launches;
         # still before any optimiser step, so non-finite gradients are never applied.
@@ -352,8 +329,8 @@ class Trainer:
         self.opt_g.step()
         self.sched_g.step()
         self.opt_g.zero_grad(set_to_none=True)
-        if self.disc is not None:
-            dparams = list(self.disc.parameters())
+        if self.aux_params:
+            dparams = self.aux_params
             distributed.average_gradients(dparams, self.dist.world)
             if self.cfg.optim.grad_clip > 0:
                 norms["disc_grad_norm"] = torch.nn.utils.clip_grad_norm_(dparams, self.cfg.optim.grad_clip).detach()
@@ -460,7 +437,7 @@ class Trainer:
                     record = last | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
                                      "skipped": self._skipped(), "epoch": self.loader_state.epoch, "world_size": world}
                     self.metrics.write(self.step, record | _memory_record(dev, world))
-                    progress.set_postfix(img_s=f"{rate:.3g}", **{k: f"{v:.4g}" for k, v in last.items() if k in ("distill", "adv", "disc")})
+                    progress.set_postfix(img_s=f"{rate:.3g}", **{k: f"{v:.4g}" for k, v in last.items() if k in self.objectives.shown})
                 if self.step % cfg.train.val_every == 0 or self.step == self.total_steps:
                     with clock.paused():
                         val_l2 = self.validate()

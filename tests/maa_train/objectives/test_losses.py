@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from maa_train.objectives.discriminator import TokenDiscriminator
-from maa_train.objectives.losses import adv_weight, discriminator_loss, distill_loss, generator_loss, r1_penalty
+from maa_train.objectives.adversarial import adv_weight, discriminator_loss, generator_loss
+from maa_train.objectives.distillation import distill_loss
+from maa_train.objectives.r1 import r1_penalty
 
 
 def test_distill_loss_mse_and_cosine():

@@ -1,0 +1,16 @@
+import pytest
+
+from maa_train.students.adapter_config import AdapterConfig
+from maa_train.train.config import ConfigError, load_config
+
+BASE = {"model": {"path": "m"}, "data": {"train": ["d"]}}
+
+
+def test_adapter_settings_are_validated_before_any_model_loads():
+    with pytest.raises(ConfigError, match="divisible"):
+        load_config(base=BASE, overrides=["adapter.heads=7"])
+
+
+def test_adapter_precision_is_settable_from_yaml():
+    cfg = load_config(base=BASE, overrides=["adapter.fp32=false", "adapter.full_fp32=true"])
+    assert isinstance(cfg.adapter, AdapterConfig) and not cfg.adapter.fp32 and cfg.adapter.full_fp32
