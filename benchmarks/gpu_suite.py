@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from maa_format.io import atomic_write
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -254,9 +256,7 @@ def run_suite(stages: tuple[Stage, ...], s: Settings, force: bool = False) -> di
             print(f"== {stage.name}", flush=True)
             rec = run_stage(stage, s)
         state["stages"][stage.name] = done[stage.name] = rec
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(path)  # a killed suite leaves the previous suite.json, never half of one
+        atomic_write(path, json.dumps(state, indent=2))  # a killed suite leaves the previous suite.json
     return done
 
 

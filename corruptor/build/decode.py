@@ -34,18 +34,16 @@ REASONS: tuple[str, ...] = (
     "unsupported_mode",    # a pixel format we do not convert (e.g. float TIFF)
 )
 
-# Notes on a successful decode, in the order they can occur.
-NOTES: tuple[str, ...] = (
-    "animated_first_frame",  # animated GIF/WebP/PNG/TIFF: only frame 0 is kept
-    "exif_rotated",          # EXIF orientation applied
-    "exif_unreadable",       # EXIF present but malformed: orientation not applied
-    "palette",               # palette image expanded
-    "cmyk",                  # CMYK converted to RGB
-    "high_bit_depth",        # 16-bit (or 32-bit integer) samples scaled to 8 bits
-    "grayscale",             # single channel replicated to RGB
-    "alpha_composited",      # transparency composited over white
-    "decoder_warning",       # the decoder warned (e.g. corrupt metadata) but produced pixels
-)
+# Notes a successful decode can record, in the order they can occur:
+#   animated_first_frame  # animated GIF/WebP/PNG/TIFF: only frame 0 is kept
+#   exif_rotated          # EXIF orientation applied
+#   exif_unreadable       # EXIF present but malformed: orientation not applied
+#   palette               # palette image expanded
+#   cmyk                  # CMYK converted to RGB
+#   high_bit_depth        # 16-bit (or 32-bit integer) samples scaled to 8 bits
+#   grayscale             # single channel replicated to RGB
+#   alpha_composited      # transparency composited over white
+#   decoder_warning       # the decoder warned (e.g. corrupt metadata) but produced pixels
 
 # Raster formats we accept. Others Pillow knows (EPS runs Ghostscript, PSD, FITS, ...) are refused.
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "PPM", "JPEG2000")

@@ -38,13 +38,3 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
         f = np.repeat(f, 3, axis=2)
     return np.ascontiguousarray(np.clip(np.rint(f * 255.0), 0, 255).astype(np.uint8))
 
-
-def as_float(image: np.ndarray) -> np.ndarray:
-    """uint8 image to float32 in [0, 1]."""
-    return image.astype(np.float32) * (1.0 / 255.0)
-
-
-def to_uint8(image: np.ndarray, scale: float = 255.0) -> np.ndarray:
-    """Float image in [0, 1] (or [0, scale]) back to uint8 with rounding and clipping."""
-    factor = 255.0 / scale
-    return np.clip(np.rint(image * factor), 0, 255).astype(np.uint8)

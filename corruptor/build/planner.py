@@ -7,8 +7,6 @@ keys in the same shards.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any

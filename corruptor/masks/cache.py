@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from corruptor.masks import rle
+from maa_format.io import atomic_write
 from corruptor.masks.source import MaskError, MaskSet, MaskSource, MaskSourceConfig
 
 log = logging.getLogger(__name__)
@@ -137,10 +138,6 @@ class MaskCache:
         self.misses = 0
         self.rebuilt = 0  # misses caused by a corrupt or mismatched file
 
-    @classmethod
-    def for_dataset(cls, dataset_dir: Path, cfg: MaskSourceConfig) -> "MaskCache":
-        return cls(Path(dataset_dir) / "masks", cfg)
-
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError(f"mask cache keys are lowercase hex sha256 digests, got '{sha256}'")
@@ -247,14 +244,8 @@ class MaskCache:
         table = pa.table(rows, schema=schema)
         path = self.path(sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_file(path.parent, sha256[:8])
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        # The temp name says whose it is, so a later driver can clean up after a dead one.
+        return atomic_write(path, lambda tmp: pq.write_table(table, tmp), temp=temp_file(path.parent, sha256[:8]))
 
     def get_or_compute(self, source: MaskSource, sha256: str, image: np.ndarray,
                        keys: Sequence[str] | None = None) -> MaskSet:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 from corruptor.masks.cache import MaskCache, remove_stale_temps, temp_file
+from maa_format.io import atomic_write
 from corruptor.masks.registry import make_mask_source, validate
 from corruptor.masks.source import MaskError, MaskSourceConfig
 from corruptor.sources.sources import Locator, SourceItem, SourceSpec, scan_sources
@@ -266,6 +267,5 @@ def run_mask_job(sources: Sequence[SourceSpec] | Mapping[str, str | Path], cfg: 
 def _write_report(cache: MaskCache, report: MaskJobReport) -> None:
     cache.dir.mkdir(parents=True, exist_ok=True)
     path = cache.dir / "job.json"
-    tmp = temp_file(cache.dir, "job")
-    tmp.write_text(json.dumps({**asdict(report), "config": json.loads(cache.config.model_dump_json())}, indent=2))
-    os.replace(tmp, path)
+    doc = {**asdict(report), "config": json.loads(cache.config.model_dump_json())}
+    atomic_write(path, json.dumps(doc, indent=2), temp=temp_file(cache.dir, "job"))

@@ -12,8 +12,6 @@ from its own stream, so the output depends only on (image, recipe, seed, key).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union

@@ -26,8 +26,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-DISTRIBUTORS: tuple[str, ...] = ("local", "ray")
-
 
 @dataclass
 class ShardOutcome:
@@ -168,7 +166,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_local(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: int = 1, retries: int = 2,
-              progress: bool = False) -> list[ShardOutcome]:
+              progress: bool = False, address: str | None = None) -> list[ShardOutcome]:
+    """Local processes (``address`` is unused: the shared runner signature)."""
     outcomes: list[ShardOutcome | None] = [None] * len(tasks)
     bar = Progress([_size(t) for t in tasks], progress)
     try:
@@ -321,12 +320,17 @@ def _ray_call(worker_fn: Callable[[Any], Any], index: int, task: Any, counter: A
     return _call_reporting(worker_fn, index, task, send)
 
 
+Runner = Callable[..., "list[ShardOutcome]"]
+# Every runner: (tasks, worker_fn, *, workers, retries, progress, address) -> outcomes in task order.
+RUNNERS: dict[str, Runner] = {"local": run_local, "ray": run_ray}
+DISTRIBUTORS: tuple[str, ...] = tuple(RUNNERS)
+
+
 def run_shards(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, distributor: str = "local",
                workers: int = 1, retries: int = 2, progress: bool = False,
                ray_address: str | None = None) -> list[ShardOutcome]:
-    if distributor == "local":
-        return run_local(tasks, worker_fn, workers=workers, retries=retries, progress=progress)
-    if distributor == "ray":
-        return run_ray(tasks, worker_fn, workers=workers, retries=retries, progress=progress, address=ray_address)
-    raise ValueError(f"distributor '{distributor}' not allowed; allowed: {', '.join(DISTRIBUTORS)}")
+    if distributor not in RUNNERS:
+        raise ValueError(f"distributor '{distributor}' not allowed; allowed: {', '.join(DISTRIBUTORS)}")
+    return RUNNERS[distributor](tasks, worker_fn, workers=workers, retries=retries, progress=progress,
+                                address=ray_address)
 

@@ -56,7 +56,6 @@ ALL = "all"
 METRICS = ("paired_mse", "mmd2", "kid", "energy", "cka")
 METRIC_LABELS = {"paired_mse": "paired MSE", "mmd2": "MMD^2", "kid": "KID", "energy": "energy", "cka": "CKA"}
 LOWER_IS_BETTER = {"paired_mse": True, "mmd2": True, "kid": True, "energy": True, "cka": False}
-PAIRED_METRICS = ("paired_mse", "cka")  # need the same images on both sides
 # Rows per feature set each metric needs (unbiased MMD/KID divide by n(n-1); CKA centres).
 MIN_ROWS = {"paired_mse": 1, "mmd2": 2, "kid": 2, "energy": 1, "cka": 2}
 SHARED_BACKBONE_KINDS = ("maa", "mse_only", "bottleneck")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from maa_format.io import atomic_write
 
 WEIGHTS_NAME = "adapters.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -28,25 +28,14 @@ def package_version() -> str:
         return "unknown"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_tensors(directory: str | Path, tensors: dict[str, torch.Tensor], config: dict, extra: dict | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     record = {"format_version": FORMAT_VERSION, "package_version": package_version(), **config, **(extra or {})}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     # Config last: its presence means the weights next to it are complete.
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True)))
+    atomic_write(directory / CONFIG_NAME, json.dumps(record, indent=2, sort_keys=True))
     return directory
 
 

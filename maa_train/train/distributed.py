@@ -111,14 +111,6 @@ def all_finite(values: list[torch.Tensor], world: int) -> bool:
     return bool(ok.item() == 1.0)
 
 
-def reduce_mean(value: float, device: torch.device, world: int) -> float:
-    if world == 1:
-        return value
-    t = torch.tensor([value], device=device, dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item() / world)
-
-
 def reduce_sum(values: list[float], device: torch.device, world: int) -> list[float]:
     if world == 1:
         return values

@@ -26,7 +26,6 @@ import torch
 from maa_train.train import distributed
 
 from maa_train.train import train_state
-from maa_train.students.adapter import AdapterConfig
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import load_adapters, save_adapters
 from maa_train.train.config import TrainConfig
