@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
-import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
@@ -29,6 +28,7 @@ from corruptor.image import to_rgb_uint8
 from corruptor.registry import IMAGENET_C, LEVELS, UnknownOpError, get_op
 from corruptor.rng import rng_for
 from corruptor.step import replay_op, run_op
+from maa_format.safe_yaml import YamlLoadError, load_file
 
 BUILTIN_DIR = ("pipelines", "recipes")
 
@@ -485,13 +485,10 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
                 raise RecipeError(f"recipe file not found: {path}; built-in recipes: {', '.join(builtin_recipes())}")
         label = str(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise RecipeError(f"recipe {label}: malformed YAML{where}: {problem}") from None
-        except (OSError, UnicodeDecodeError) as exc:
+            data = load_file(path, label)  # bounded: size, alias expansion, depth, UTF-8
+        except YamlLoadError as exc:
+            raise RecipeError(f"recipe {exc}") from None
+        except OSError as exc:
             raise RecipeError(f"recipe {label}: cannot read: {exc}") from None
         if isinstance(data, dict):
             data.setdefault("name", path.stem)
