@@ -18,7 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from corruptor.writer import read_stats
+from maa_format.dataset_files import DatasetFileError, read_dataset, read_stats
+from maa_format.paths import UnsafePathError, confined
 
 MAX_ERRORS_PER_SHARD = 20
 
@@ -102,7 +103,9 @@ def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool,
         return
     try:
         prov = json.loads(members["json"])
-        if prov.get("key", key) != key:
+        if not isinstance(prov, dict):
+            errors.append(f"{shard}: sample {key} json is not an object")
+        elif prov.get("key", key) != key:
             errors.append(f"{shard}: sample {key} json names key {prov.get('key')}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         errors.append(f"{shard}: sample {key} json unreadable: {exc}")
@@ -128,24 +131,28 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
     root = Path(root)
     report = ValidationReport(root)
     errors = report.errors
-    ds_path = root / "dataset.json"
     try:
-        ds: dict[str, Any] = json.loads(ds_path.read_text())
+        ds: dict[str, Any] = read_dataset(root)  # schema-checked: every field used below is there and typed
     except FileNotFoundError:
         errors.append("dataset.json missing (build not finished?)")
         return report
-    except json.JSONDecodeError as exc:
+    except DatasetFileError as exc:
         errors.append(f"dataset.json unreadable: {exc}")
         return report
-    shards = ds.get("shards", [])
+    shards = ds["shards"]
     report.shards = len(shards)
     seen: set[str] = set()
     total_ok = 0
-    for entry in shards:
-        name = entry.get("name", "?")
+    for i, entry in enumerate(shards):
+        name = entry["name"]
         shard_errors: list[str] = []
-        tar_path, pq_path = root / entry["tar"], root / entry["manifest"]
-        stats_path = root / "shards" / f"{name}.stats.json"
+        try:  # paths from the dataset's own file: never outside the dataset
+            tar_path = confined(root, entry["tar"], f"dataset.json: shards[{i}].tar")
+            pq_path = confined(root, entry["manifest"], f"dataset.json: shards[{i}].manifest")
+            stats_path = confined(root, f"shards/{name}.stats.json", f"dataset.json: shards[{i}].name")
+        except UnsafePathError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
         for p in (tar_path, pq_path, stats_path):
             if not p.is_file():
                 shard_errors.append(f"{name}: {p.name} missing")
@@ -156,13 +163,14 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
         report.samples += len(keys)
         total_ok += len(keys)
         try:
-            table = pq.read_table(pq_path).to_pylist()
+            table = pq.read_table(pq_path, columns=["key", "status"]).to_pylist()
         except Exception as exc:  # any pyarrow failure means an unusable manifest; reported, not raised
             shard_errors.append(f"{name}: manifest unreadable: {exc}")
             table = None
-        stats = read_stats(stats_path)
-        if stats is None:
-            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON)")
+        try:
+            stats = read_stats(stats_path)
+        except DatasetFileError as exc:
+            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON): {exc}")
             stats = {}
         if table is not None:
             ok_keys = [r["key"] for r in table if r["status"] == "ok"]

@@ -29,6 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from maa_format import dataset_files
+
 PARTIAL_TAG = ".partial-"
 TAR_MTIME = 0  # an int: a float mtime adds a PAX header to every member
 TAR_MODE = 0o444
@@ -206,8 +208,8 @@ def file_sha256(path: Path) -> str:
 
 
 def read_stats(path: str | Path) -> dict[str, Any] | None:
-    """A shard's stats, or None when it is not done (missing or unreadable marker)."""
+    """A shard's stats, or None when it is not done (missing, unreadable or wrongly typed marker)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return dataset_files.read_stats(path)
+    except (FileNotFoundError, dataset_files.DatasetFileError):
         return None

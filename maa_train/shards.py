@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from maa_format.dataset_files import read_dataset, read_stats
+from maa_format.paths import check_inside, confined
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +20,21 @@ class ShardInfo:
     count: int | None  # samples in the tar (successful pairs); None when unknown
 
 
-def _count_from_stats(tar: Path) -> int | None:
-    stats = tar.with_suffix(".stats.json")
+def _count_from_stats(tar: Path, root: Path | None = None) -> int | None:
+    """The shard's sample count from its stats (else its manifest); with the dataset's ``root``,
+    those files must lie inside it."""
+    stats, manifest = tar.with_suffix(".stats.json"), tar.with_suffix(".parquet")
+    if root is not None:  # the manifest too: holdout_groups reads it later
+        for beside in (stats, manifest):
+            check_inside(beside, root, f"{root / 'dataset.json'}: shard {tar.name}")
     if stats.exists():
-        data = json.loads(stats.read_text())
+        data = read_stats(stats)
         for key in ("ok", "written", "samples_ok", "n_ok"):
             if isinstance(data.get(key), int):
                 return data[key]
         counts = data.get("counts", {})
         if isinstance(counts, dict) and isinstance(counts.get("ok"), int):
             return counts["ok"]
-    manifest = tar.with_suffix(".parquet")
     if manifest.exists():
         import pyarrow.parquet as pq
 
@@ -43,10 +49,13 @@ def resolve_shards(spec: str) -> list[ShardInfo]:
     if path.is_dir():
         meta = path / "dataset.json"
         if meta.exists():
-            listed = json.loads(meta.read_text()).get("shards", [])
-            names = [s["name"] if isinstance(s, dict) else str(s) for s in listed]
-            tars = [path / "shards" / (n if n.endswith(".tar") else f"{n}.tar") for n in names]
-            tars = [t if t.exists() else path / n for t, n in zip(tars, names)]
+            # Names from the dataset's own file: schema-checked, and confined to the dataset.
+            listed = read_dataset(path, full=False)["shards"]
+            names = [s["name"] if isinstance(s, dict) else s for s in listed]
+            tars = [confined(path, f"shards/{n if n.endswith('.tar') else f'{n}.tar'}", f"{meta}: shards[{i}]")
+                    for i, n in enumerate(names)]
+            tars = [t if t.exists() else confined(path, n, f"{meta}: shards[{i}]")
+                    for i, (t, n) in enumerate(zip(tars, names))]
         else:
             tars = sorted((path / "shards").glob("*.tar")) or sorted(path.glob("*.tar"))
         if not tars:
@@ -54,7 +63,7 @@ def resolve_shards(spec: str) -> list[ShardInfo]:
         missing = [str(t) for t in tars if not Path(t).exists()]
         if missing:
             raise FileNotFoundError(f"dataset {path} lists shards that are missing: {missing[:3]}")
-        return [ShardInfo(str(t), _count_from_stats(Path(t))) for t in tars]
+        return [ShardInfo(str(t), _count_from_stats(Path(t), path)) for t in tars]
     if any(ch in spec for ch in "*?["):
         tars = sorted(glob.glob(spec))
         if not tars:
