@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from maa_format.paths import is_within
+
 MAX_JSON_BYTES = 64 << 20     # dataset.json and stats: a few KiB to a few MiB
 MAX_PLAN_BYTES = 4 << 30      # plan.json grows with the sample count (~20 MB for 75K pairs)
 LOCATOR_TYPES = ("file", "tar", "synthetic", "embedded")
@@ -152,8 +154,10 @@ def check_dataset(doc: Any, file: str = "dataset.json", full: bool = True) -> di
 
 def read_dataset(root: str | os.PathLike, full: bool = True) -> dict:
     """``root/dataset.json``, parsed and checked (see `check_dataset`)."""
-    label = str(Path(root) / "dataset.json")
-    return check_dataset(read_json(Path(root) / "dataset.json", label), label, full)
+    path = Path(root) / "dataset.json"
+    if not is_within(path, root):
+        raise DatasetFileError(f"{path}: a symbolic link leading out of {root}; a dataset's files must lie inside it")
+    return check_dataset(read_json(path, str(path)), str(path), full)
 
 
 # --- shards/*.stats.json -------------------------------------------------------------------
