@@ -1,10 +1,11 @@
 """Check a built dataset against the format contract; report every fault found.
 
 Checks: ``dataset.json`` readable; every listed shard has its tar, manifest and done
-marker; each tar reads to its end; members of a sample are adjacent and keys unique
-across the dataset; every sample has clean, degraded and json; images decode and
-clean/degraded (and mask) sizes match; tar, manifest, stats and ``dataset.json``
-counts agree; the tar's sha256 matches the one recorded when it was written.
+marker, inside the dataset; each tar reads to its end; members of a sample are adjacent and
+keys unique across the dataset; every sample has clean, degraded and json and no member the
+format does not define; images decode and clean/degraded (and mask) sizes match; tar,
+manifest, stats and ``dataset.json`` counts agree; the tar's sha256 matches the one
+recorded when it was written.
 """
 from __future__ import annotations
 
@@ -93,7 +94,16 @@ def _read_tar(path: Path, decode: bool, errors: list[str], seen_keys: set[str]) 
     return keys, digest
 
 
+_IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+# Members the format defines; anything else (a .pyd or .pth member) is refused: stock
+# readers' default decoders unpickle some suffixes, so a dataset must not carry them.
+_MEMBERS = {"json", "mask.png", *(f"{stem}.{ext}" for stem in ("clean", "degraded") for ext in _IMAGE_EXTS)}
+
+
 def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool, errors: list[str]) -> None:
+    for suffix in sorted(set(members) - _MEMBERS):
+        errors.append(f"{shard}: sample {key} has member .{suffix}, which the format does not define "
+                      f"(a stock reader's decoder may unpickle it)")
     clean = next((s for s in members if s.startswith("clean.")), None)
     degraded = next((s for s in members if s.startswith("degraded.")), None)
     missing = [n for n, s in (("clean", clean), ("degraded", degraded), ("json", "json" if "json" in members else None))

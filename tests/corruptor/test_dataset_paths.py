@@ -213,3 +213,22 @@ def test_untouched_copy_still_rebuilds(ds, tmp_path):
     assert report.rows == 6 and validate(tmp_path / "new").ok
     assert any(os.path.samefile(p, ds / p.relative_to(tmp_path / "new"))
                for p in (tmp_path / "new" / "masks").rglob("*.parquet"))
+
+
+def test_validate_refuses_members_a_stock_decoder_would_unpickle(ds):
+    import io
+    import tarfile
+
+    tar = ds / "shards" / "000000.tar"
+    with tarfile.open(tar) as tf:
+        key = tf.getnames()[0].split(".", 1)[0]
+    data = bytes(open(tar, "rb").read())
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(tar, "w") as out:
+        for member in src:
+            out.addfile(member, src.extractfile(member))
+            if member.name == f"{key}.json":  # right after the sample's own members
+                extra = tarfile.TarInfo(f"{key}.pyd")
+                extra.size = 4
+                out.addfile(extra, io.BytesIO(b"\x80\x04N."))
+    report = validate(ds)
+    assert f"000000.tar: sample {key} has member .pyd, which the format does not define" in "\n".join(report.errors)
