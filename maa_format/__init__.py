@@ -4,7 +4,10 @@ A built dataset is a folder (``layout``): ``dataset.json`` naming the format ver
 (``FORMAT``, checked on read), ``shards/NNNNNN.{tar,parquet,stats.json}`` and the
 ``masks/`` cache. ``schema`` is the Parquet manifest, ``keys`` the sample-key grammar,
 ``rng`` the derivation of every random generator from (seed, key, streams), ``io`` the
-atomic write and canonical JSON every writer uses.
+atomic write and canonical JSON every writer uses. A dataset may come from anyone:
+``dataset_files`` reads its JSON files schema-checked, ``paths`` keeps the paths they name
+inside it, ``safe_yaml`` bounds recipe and config YAML, ``pickle_scan`` names what a refused
+weight file wanted to call.
 
 corruptor writes the format and maa_train reads it; neither imports the other. No
 torch, no OpenCV here: the package is cheap to import in any worker.

@@ -9,10 +9,11 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from maa_format.paths import confined
 
 FORMAT = "maa-pairs/1"
 DATASET_FILE = "dataset.json"
@@ -51,15 +52,19 @@ def check_format(doc: dict[str, Any], where: str | Path = DATASET_FILE) -> dict[
     return doc
 
 
-def read_dataset(root: str | Path) -> dict[str, Any]:
-    """A finished dataset's ``dataset.json``, format checked."""
-    path = Path(root) / DATASET_FILE
-    return check_format(json.loads(path.read_text()), path)
-
-
-def listed_shards(root: str | Path, doc: dict[str, Any]) -> list[Path]:
-    """The tar of every shard ``dataset.json`` lists (names with or without ``.tar``)."""
+def listed_shards(root: str | Path, doc: dict[str, Any], where: str | None = None) -> list[Path]:
+    """The tar of every shard ``dataset.json`` lists (names with or without ``.tar``, under
+    ``shards/`` or else in the dataset folder itself), each confined to the dataset
+    (`maa_format.paths.confined`): a name never leads out of it, not even through a link.
+    ``doc`` is read with `maa_format.dataset_files.read_dataset`, which checks the names."""
     root = Path(root)
-    names = [s["name"] if isinstance(s, dict) else str(s) for s in doc.get("shards", [])]
-    tars = [root / SHARDS_DIR / (n if n.endswith(".tar") else f"{n}.tar") for n in names]
-    return [t if t.exists() or not (root / n).exists() else root / n for t, n in zip(tars, names)]
+    where = where or str(root / DATASET_FILE)
+    tars = []
+    for i, entry in enumerate(doc.get("shards", [])):
+        name = entry["name"] if isinstance(entry, dict) else str(entry)
+        field = f"{where}: shards[{i}]"
+        tar = confined(root, f"{SHARDS_DIR}/{name if name.endswith('.tar') else f'{name}.tar'}", field)
+        if not tar.exists() and (root / name).exists():
+            tar = confined(root, name, field)
+        tars.append(tar)
+    return tars

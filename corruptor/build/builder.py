@@ -15,8 +15,6 @@ only shards without a done marker, so the result is byte-identical to one run.
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,12 +25,15 @@ from typing import Any
 from corruptor.ops.registry import load_all
 from corruptor.run.distributor import DISTRIBUTORS, run_shards
 from corruptor.build.planner import Plan, PlanError, plan
+from corruptor.build.rebuild_inputs import check_plan_sources, share_mask_cache
 from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
 from corruptor.build.worker import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ShardTask, WorkerConfig, process_shard
 from corruptor.build.writer import read_stats, remove_partials
+from maa_format.dataset_files import DatasetFileError, read_dataset, read_plan
 from maa_format.io import atomic_write, json_bytes
 from maa_format.layout import (DATASET_FILE, FORMAT, MASKS_DIR, PLAN_FILE, SHARDS_DIR, FormatError, ShardPaths,
-                               check_format, shard_name)
+                               shard_name)
+from maa_format.paths import UnsafePathError, check_inside
 
 MODES: tuple[str, ...] = ("resume", "overwrite")
 
@@ -166,7 +167,11 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)   # the mask cache stays: it is keyed by content
     elif plan_path.exists():
-        old = json.loads(plan_path.read_text())
+        try:
+            old = read_plan(plan_path)
+        except DatasetFileError as exc:
+            raise BuildError(f"--out {out}: {exc}; use --mode overwrite to replace it "
+                             "or choose another --out") from None
         old_fp = old.get("build", {})
         diffs = [k for k in sorted(set(fingerprint) | set(old_fp)) if fingerprint.get(k) != old_fp.get(k)]
         if diffs or Plan.from_dict(old["plan"]).hash != new_plan.hash:
@@ -289,8 +294,9 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise BuildError(f"{path} has no {DATASET_FILE}: not a finished dataset (run build again to finish it)")
     try:
-        return check_format(json.loads(p.read_text()), p)
-    except FormatError as exc:
+        check_inside(p, path, DATASET_FILE)
+        return read_dataset(path)  # format version and schema checked
+    except (DatasetFileError, FormatError, UnsafePathError) as exc:
         raise BuildError(str(exc)) from None
 
 
@@ -300,8 +306,11 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Any]]:
         raise BuildError(f"{path} does not exist or is not a folder")
     if not p.is_file():
         raise BuildError(f"{path} has no {PLAN_FILE}: not a dataset built by corruptor")
-    doc = json.loads(p.read_text())
-    return Plan.from_dict(doc["plan"]), doc.get("build", {})
+    try:
+        doc = read_plan(check_inside(p, path, PLAN_FILE))  # schema-checked before any field is used
+        return Plan.from_dict(doc["plan"]), doc.get("build", {})
+    except (DatasetFileError, UnsafePathError, PlanError) as exc:
+        raise BuildError(str(exc)) from None
 
 
 def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: Any) -> BuildReport:
@@ -313,33 +322,15 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
         raise BuildError("rebuild needs a new --out folder, not the old dataset's")
     _load_recipe(recipe)  # a bad recipe fails before anything is written
     old_plan, old_fp = load_plan(old_dir)
-    load_dataset(old_dir)  # only finished datasets are rebuilt
-    old_masks = old_dir / MASKS_DIR
-    if old_masks.is_dir():
-        _link_tree(old_masks, out_dir / MASKS_DIR)
+    old_ds = load_dataset(old_dir)  # only finished datasets are rebuilt
+    try:  # the plan reads only inside its declared sources; the mask cache holds only regular files
+        specs = check_plan_sources(old_plan, old_ds.get("sources"), str(old_dir / PLAN_FILE))
+        share_mask_cache(old_dir, out_dir / MASKS_DIR)
+    except (DatasetFileError, UnsafePathError) as exc:
+        raise BuildError(str(exc)) from None
     mask_source = overrides.pop("mask_source", None) or old_fp.get("mask_source")
-    specs = [SourceSpec(s["name"], s["path"], s["kind"], s["weight"]) for s in old_plan.sources]
     cfg = BuildConfig(recipe=recipe, sources=specs, out=out_dir, target=old_plan.target, seed=old_plan.seed,
                       shard_size=old_plan.shard_size, variants=old_fp.get("variants"), crops=old_fp.get("crops", 1),
                       mask_source=mask_source, max_pixels=old_fp.get("max_pixels", DEFAULT_MAX_PIXELS),
                       min_side=old_fp.get("min_side", DEFAULT_MIN_SIDE), plan_override=old_plan, **overrides)
     return build(cfg)
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    from corruptor.masks.cache import is_temp
-
-    for path in sorted(src.rglob("*")):
-        target = dst / path.relative_to(src)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        if is_temp(path.name):
-            continue  # an interrupted writer's leftover, not a cache entry
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            continue
-        try:
-            os.link(path, target)   # cache files are never modified in place, so sharing is safe
-        except OSError:
-            shutil.copy2(path, target)

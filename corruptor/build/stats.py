@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maa_format.paths import check_inside
+
 
 @dataclass
 class DatasetStats:
@@ -47,7 +49,8 @@ def collect(root: str | Path) -> DatasetStats:
     import pyarrow.parquet as pq
 
     root = Path(root)
-    files = sorted((root / "shards").glob("*.parquet"))
+    # A link planted among the manifests must not make `stats` read a file outside the dataset.
+    files = [check_inside(f, root, "shards/") for f in sorted((root / "shards").glob("*.parquet"))]
     if not files:
         raise FileNotFoundError(f"{root}: no manifests under shards/ (is this a built dataset?)")
     st = DatasetStats()

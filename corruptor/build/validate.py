@@ -1,10 +1,11 @@
 """Check a built dataset against the format contract; report every fault found.
 
 Checks: ``dataset.json`` readable; every listed shard has its tar, manifest and done
-marker; each tar reads to its end; members of a sample are adjacent and keys unique
-across the dataset; every sample has clean, degraded and json; images decode and
-clean/degraded (and mask) sizes match; tar, manifest, stats and ``dataset.json``
-counts agree; the tar's sha256 matches the one recorded when it was written.
+marker, inside the dataset; each tar reads to its end; members of a sample are adjacent and
+keys unique across the dataset; every sample has clean, degraded and json and no member the
+format does not define; images decode and clean/degraded (and mask) sizes match; tar,
+manifest, stats and ``dataset.json`` counts agree; the tar's sha256 matches the one
+recorded when it was written.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from corruptor.build.writer import read_stats
+from maa_format.dataset_files import DatasetFileError, read_dataset, read_stats
+from maa_format.layout import FormatError
+from maa_format.paths import UnsafePathError, confined
 
 MAX_ERRORS_PER_SHARD = 20
 
@@ -92,7 +95,16 @@ def _read_tar(path: Path, decode: bool, errors: list[str], seen_keys: set[str]) 
     return keys, digest
 
 
+_IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+# Members the format defines; anything else (a .pyd or .pth member) is refused: stock
+# readers' default decoders unpickle some suffixes, so a dataset must not carry them.
+_MEMBERS = {"json", "mask.png", *(f"{stem}.{ext}" for stem in ("clean", "degraded") for ext in _IMAGE_EXTS)}
+
+
 def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool, errors: list[str]) -> None:
+    for suffix in sorted(set(members) - _MEMBERS):
+        errors.append(f"{shard}: sample {key} has member .{suffix}, which the format does not define "
+                      f"(a stock reader's decoder may unpickle it)")
     clean = next((s for s in members if s.startswith("clean.")), None)
     degraded = next((s for s in members if s.startswith("degraded.")), None)
     missing = [n for n, s in (("clean", clean), ("degraded", degraded), ("json", "json" if "json" in members else None))
@@ -102,7 +114,9 @@ def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool,
         return
     try:
         prov = json.loads(members["json"])
-        if prov.get("key", key) != key:
+        if not isinstance(prov, dict):
+            errors.append(f"{shard}: sample {key} json is not an object")
+        elif prov.get("key", key) != key:
             errors.append(f"{shard}: sample {key} json names key {prov.get('key')}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         errors.append(f"{shard}: sample {key} json unreadable: {exc}")
@@ -128,24 +142,28 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
     root = Path(root)
     report = ValidationReport(root)
     errors = report.errors
-    ds_path = root / "dataset.json"
     try:
-        ds: dict[str, Any] = json.loads(ds_path.read_text())
+        ds: dict[str, Any] = read_dataset(root)  # format and schema checked: every field used below is there and typed
     except FileNotFoundError:
         errors.append("dataset.json missing (build not finished?)")
         return report
-    except json.JSONDecodeError as exc:
+    except (DatasetFileError, FormatError) as exc:
         errors.append(f"dataset.json unreadable: {exc}")
         return report
-    shards = ds.get("shards", [])
+    shards = ds["shards"]
     report.shards = len(shards)
     seen: set[str] = set()
     total_ok = 0
-    for entry in shards:
-        name = entry.get("name", "?")
+    for i, entry in enumerate(shards):
+        name = entry["name"]
         shard_errors: list[str] = []
-        tar_path, pq_path = root / entry["tar"], root / entry["manifest"]
-        stats_path = root / "shards" / f"{name}.stats.json"
+        try:  # paths from the dataset's own file: never outside the dataset
+            tar_path = confined(root, entry["tar"], f"dataset.json: shards[{i}].tar")
+            pq_path = confined(root, entry["manifest"], f"dataset.json: shards[{i}].manifest")
+            stats_path = confined(root, f"shards/{name}.stats.json", f"dataset.json: shards[{i}].name")
+        except UnsafePathError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
         for p in (tar_path, pq_path, stats_path):
             if not p.is_file():
                 shard_errors.append(f"{name}: {p.name} missing")
@@ -156,13 +174,14 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
         report.samples += len(keys)
         total_ok += len(keys)
         try:
-            table = pq.read_table(pq_path).to_pylist()
+            table = pq.read_table(pq_path, columns=["key", "status"]).to_pylist()
         except Exception as exc:  # any pyarrow failure means an unusable manifest; reported, not raised
             shard_errors.append(f"{name}: manifest unreadable: {exc}")
             table = None
-        stats = read_stats(stats_path)
-        if stats is None:
-            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON)")
+        try:
+            stats = read_stats(stats_path)
+        except DatasetFileError as exc:
+            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON): {exc}")
             stats = {}
         if table is not None:
             ok_keys = [r["key"] for r in table if r["status"] == "ok"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from maa_format import dataset_files
 from maa_format.io import PARTIAL_TAG, atomic_write, json_bytes, temp_name
 from maa_format.keys import check_key
 from maa_format.layout import ShardPaths, shard_name
@@ -149,8 +149,8 @@ def file_sha256(path: Path) -> str:
 
 
 def read_stats(path: str | Path) -> dict[str, Any] | None:
-    """A shard's stats, or None when it is not done (missing or unreadable marker)."""
+    """A shard's stats, or None when it is not done (missing, unreadable or wrongly typed marker)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return dataset_files.read_stats(path)
+    except (FileNotFoundError, dataset_files.DatasetFileError):
         return None

@@ -18,10 +18,11 @@ def register(sub):
 
 def run(args) -> int:
     from corruptor.build.stats import collect, format_table, plot
+    from maa_format.paths import UnsafePathError
 
     try:
         st = collect(args.dir)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, UnsafePathError) as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(st.to_dict(), indent=2) if args.json else format_table(st))
     if not args.no_plots:

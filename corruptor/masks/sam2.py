@@ -35,6 +35,7 @@ from corruptor.masks.source import (
     check_image,
     working_scale,
 )
+from corruptor.masks.sam2_checkpoint import read_sam2_checkpoint
 
 _UPSAMPLE_CHUNK = 64
 _MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +58,12 @@ def build_model(cfg: MaskSourceConfig, device: str):
     overrides = [f"++model.image_size={s.image_size}"] if s.image_size else []
     ckpt = str(s.checkpoint) if s.checkpoint is not None else None
     try:
-        return build_sam2(s.config, ckpt, device=device, hydra_overrides_extra=overrides)
+        # Our weights_only read, before any model is built; sam2 gets no path to load itself.
+        state = read_sam2_checkpoint(ckpt) if ckpt is not None else None
+        model = build_sam2(s.config, None, device=device, hydra_overrides_extra=overrides)
+        if state is not None:
+            model.load_state_dict(state)  # strict: missing or unexpected keys raise
+        return model
     except Exception as exc:  # torch.load / state-dict / Hydra errors all mean "cannot use this"
         raise MaskSourceError(
             f"could not load SAM2 config '{s.config}' with checkpoint '{ckpt}': {type(exc).__name__}: {exc}; "

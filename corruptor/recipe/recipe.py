@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
-import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
@@ -26,6 +25,7 @@ from corruptor.build.image import to_rgb_uint8
 from corruptor.ops.registry import IMAGENET_C, LEVELS, UnknownOpError, get_op
 from maa_format.io import content_hash
 from maa_format.rng import rng_for
+from maa_format.safe_yaml import YamlLoadError, load_file
 from corruptor.ops.step import replay_op, run_op
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"  # package data: corruptor needs no other package
@@ -482,13 +482,10 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
                 raise RecipeError(f"recipe file not found: {path}; built-in recipes: {', '.join(builtin_recipes())}")
         label = str(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise RecipeError(f"recipe {label}: malformed YAML{where}: {problem}") from None
-        except (OSError, UnicodeDecodeError) as exc:
+            data = load_file(path, label)  # bounded: size, alias expansion, depth, UTF-8
+        except YamlLoadError as exc:
+            raise RecipeError(f"recipe {exc}") from None
+        except OSError as exc:
             raise RecipeError(f"recipe {label}: cannot read: {exc}") from None
         if isinstance(data, dict):
             data.setdefault("name", path.stem)

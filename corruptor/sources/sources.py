@@ -255,8 +255,9 @@ def _scan_folder(spec: SourceSpec, root: Path) -> list[SourceItem]:
     return items
 
 
-def _scan_list(spec: SourceSpec, path: Path) -> list[SourceItem]:
-    base = path.parent
+def list_entries(spec: SourceSpec, path: Path) -> list[str]:
+    """The file names a .txt/.parquet list source holds, as written (relative ones are read from
+    the list's folder)."""
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -271,6 +272,12 @@ def _scan_list(spec: SourceSpec, path: Path) -> list[SourceItem]:
     else:
         entries = [ln.strip() for ln in path.read_text().splitlines()]
         entries = [e for e in entries if e and not e.startswith("#")]
+    return entries
+
+
+def _scan_list(spec: SourceSpec, path: Path) -> list[SourceItem]:
+    base = path.parent
+    entries = list_entries(spec, path)
     items, missing = [], []
     for entry in entries:
         full = Path(entry) if os.path.isabs(entry) else base / entry

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from maa_format.dataset_files import read_dataset, read_stats
 from maa_format.keys import image_group
-from maa_format.layout import DATASET_FILE, SHARDS_DIR, listed_shards, read_dataset
+from maa_format.layout import DATASET_FILE, SHARDS_DIR, listed_shards
+from maa_format.paths import check_inside
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +21,21 @@ class ShardInfo:
     count: int | None  # samples in the tar (successful pairs); None when unknown
 
 
-def _count_from_stats(tar: Path) -> int | None:
-    stats = tar.with_suffix(".stats.json")
+def _count_from_stats(tar: Path, root: Path | None = None) -> int | None:
+    """The shard's sample count from its stats (else its manifest); with the dataset's ``root``,
+    those files must lie inside it."""
+    stats, manifest = tar.with_suffix(".stats.json"), tar.with_suffix(".parquet")
+    if root is not None:  # the manifest too: holdout_groups reads it later
+        for beside in (stats, manifest):
+            check_inside(beside, root, f"{root / DATASET_FILE}: shard {tar.name}")
     if stats.exists():
-        data = json.loads(stats.read_text())
+        data = read_stats(stats)
         for key in ("ok", "written", "samples_ok", "n_ok"):
             if isinstance(data.get(key), int):
                 return data[key]
         counts = data.get("counts", {})
         if isinstance(counts, dict) and isinstance(counts.get("ok"), int):
             return counts["ok"]
-    manifest = tar.with_suffix(".parquet")
     if manifest.exists():
         import pyarrow.parquet as pq
 
@@ -44,7 +49,8 @@ def resolve_shards(spec: str) -> list[ShardInfo]:
     path = Path(spec)
     if path.is_dir():
         if (path / DATASET_FILE).exists():
-            tars = listed_shards(path, read_dataset(path))
+            # Names from the dataset's own file: format and schema checked, and confined to the dataset.
+            tars = listed_shards(path, read_dataset(path, full=False))
         else:
             tars = sorted((path / SHARDS_DIR).glob("*.tar")) or sorted(path.glob("*.tar"))
         if not tars:
@@ -52,7 +58,7 @@ def resolve_shards(spec: str) -> list[ShardInfo]:
         missing = [str(t) for t in tars if not Path(t).exists()]
         if missing:
             raise FileNotFoundError(f"dataset {path} lists shards that are missing: {missing[:3]}")
-        return [ShardInfo(str(t), _count_from_stats(Path(t))) for t in tars]
+        return [ShardInfo(str(t), _count_from_stats(Path(t), path)) for t in tars]
     if any(ch in spec for ch in "*?["):
         tars = sorted(glob.glob(spec))
         if not tars:
@@ -122,5 +128,5 @@ def op_families(shards: list[ShardInfo]) -> dict[str, str]:
              if "://" not in s.url and Path(s.url).parent.name == SHARDS_DIR}
     for root in sorted(roots):
         if (root / DATASET_FILE).exists():
-            families.update(read_dataset(root).get("op_families", {}))
+            families.update(read_dataset(root, full=False).get("op_families", {}))
     return families

@@ -7,7 +7,9 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from maa_train.students.safe_load import load_safetensors
 
 from maa_format.io import atomic_write
 
@@ -87,7 +89,7 @@ def load_adapters(directory: str | Path, adapted) -> dict:
     """Load a checkpoint into `adapted` after checking names and shapes; returns its config."""
     directory = Path(directory)
     saved = read_config(directory)
-    tensors = load_file(str(directory / WEIGHTS_NAME))
+    tensors = load_safetensors(directory / WEIGHTS_NAME, "adapter weights")
     current = adapted.trainable_state_dict()
     check_compatible(saved, adapted.config, tensors, current)
     adapted.load_trainable_state_dict(tensors)

@@ -16,6 +16,7 @@ import torch
 
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.checkpoint import save_tensors
+from maa_train.students.safe_load import WeightFileError, load_torch_pickle
 
 _KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.maa_adapter\.(.+)$")
 _SCALARS = ("alpha_mlp", "alpha_pool", "window_attn.beta_attn")
@@ -38,7 +39,11 @@ def _state_dict(obj, path) -> dict[str, torch.Tensor]:
 def import_official(pth_path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of the release's `maa.pth` under our names (`adapters.{i}.<name>`)."""
     pth_path = Path(pth_path)
-    raw = _state_dict(torch.load(pth_path, map_location="cpu", weights_only=True), pth_path)
+    try:  # weights_only=True, never anything else: the file may come from anywhere
+        loaded = load_torch_pickle(pth_path)
+    except WeightFileError as exc:
+        raise OfficialFormatError(str(exc)) from None
+    raw = _state_dict(loaded, pth_path)
     out: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
         key = key.removeprefix("module.")

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from maa_format.safe_yaml import YamlLoadError, load_file, loads
 from maa_train.students.adapter_config import AdapterConfig
 
 
@@ -135,9 +135,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     tree: dict = dict(base or {})
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+            loaded = load_file(Path(path))  # bounded: size, alias expansion, depth, UTF-8
+        except YamlLoadError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
         if not isinstance(loaded, dict):
@@ -147,7 +147,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got '{item}'")
-        _set(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = loads(raw, f"--set {key.strip()}")
+        except YamlLoadError as exc:
+            raise ConfigError(str(exc)) from None
+        _set(tree, key.strip(), value)
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as exc:

@@ -2,8 +2,9 @@
 
 A checkpoint is a folder ``step_NNNNNNN`` holding the trainable weights and the
 discriminator (safetensors), optimisers, schedulers, loader state, RNG states and the
-step (``state.pt``), and the resolved config. It is written under a temporary name and
-renamed when complete, so a kill at any moment leaves either the old set or the new one.
+step (``state.json`` + ``state.safetensors``, no pickle: see maa_train.train.state_file), and
+the resolved config. It is written under a temporary name and renamed when complete, so a
+kill at any moment leaves either the old set or the new one.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from maa_train.students.safe_load import load_safetensors
+from maa_train.train.state_file import load_state, save_state
 
 PREFIX = "step_"
 
@@ -57,7 +61,7 @@ def save(root: Path, step: int, *, trainable: dict[str, torch.Tensor], disc: dic
     save_file(_tensors(trainable), str(tmp / "trainable.safetensors"))
     if disc is not None:
         save_file(_tensors(disc), str(tmp / "discriminator.safetensors"))
-    torch.save(state, tmp / "state.pt")
+    save_state(tmp, state)
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     with open(tmp / "DONE", "w") as fh:
         fh.write(str(step))
@@ -90,11 +94,10 @@ def clean_partial(root: Path) -> None:
 
 
 def load(path: Path) -> tuple[dict, dict | None, dict]:
-    trainable = load_file(str(path / "trainable.safetensors"))
+    trainable = load_safetensors(path / "trainable.safetensors", "trainable weights")
     disc_file = path / "discriminator.safetensors"
-    disc = load_file(str(disc_file)) if disc_file.exists() else None
-    # Our own file (optimiser and RNG objects). Onto the CPU: the optimiser states were saved
-    # from rank 0's GPU, and loading them where they were saved would put every rank's copy
-    # on GPU 0; load_state_dict moves them next to each rank's own parameters.
-    state = torch.load(path / "state.pt", weights_only=False, map_location="cpu")
+    disc = load_safetensors(disc_file, "discriminator weights") if disc_file.exists() else None
+    # Never unpickled: a checkpoint may come from anywhere. Its tensors load onto the CPU;
+    # load_state_dict moves the optimiser states next to each rank's own parameters.
+    state = load_state(path)
     return trainable, disc, state

@@ -5,17 +5,18 @@ import pytest
 from maa_format import FORMAT, FormatError
 from maa_format.io import atomic_write, canonical_json, content_hash
 from maa_format.keys import check_key, image_group, sample_key
-from maa_format.layout import ShardPaths, listed_shards, read_dataset
+from maa_format.dataset_files import read_dataset
+from maa_format.layout import ShardPaths, listed_shards
 
 
 def test_format_is_checked_on_read(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"format": FORMAT, "shards": ["000000"]}))
-    doc = read_dataset(tmp_path)
+    doc = read_dataset(tmp_path, full=False)  # the trainer's lenient form: shards by name
     assert listed_shards(tmp_path, doc) == [tmp_path / "shards" / "000000.tar"]
     for bad in ({"format": "maa-pairs/2"}, {}):
         (tmp_path / "dataset.json").write_text(json.dumps(bad))
         with pytest.raises(FormatError, match="maa-pairs/1"):
-            read_dataset(tmp_path)
+            read_dataset(tmp_path, full=False)
 
 
 def test_shard_paths_and_keys():

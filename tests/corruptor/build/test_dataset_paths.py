@@ -1,0 +1,234 @@
+"""A dataset's own files cannot make validate, stats or rebuild read (or link) anything outside it.
+
+One small dataset is built (a folder source, a list source, local ops so ``masks/`` exists);
+each test copies it, plants one hostile or wrongly typed entry and checks the refusal: a clear
+error naming the file and field, nothing read from outside, nothing written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from corruptor.build import worker
+from corruptor.build.builder import BuildConfig, BuildError, build, rebuild
+from corruptor.cli.main import main as cli
+from corruptor.sources.sources import SourceSpec
+from corruptor.build.validate import validate
+
+from .build_fixtures import LOCAL_RECIPE, MASKS, OTHER_RECIPE, make_photos
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The built dataset, its source folders, and files outside all of them."""
+    root = tmp_path_factory.mktemp("world")
+    make_photos(root / "src" / "a", 4, seed=1)
+    listed = make_photos(root / "listed", 3, seed=2, sub=False)
+    (root / "list.txt").write_text("\n".join(str(p) for p in listed[:2]) + "\n")
+    make_photos(root / "outside", 1, seed=3, sub=False)
+    (root / "src" / "a" / "notes.txt").write_text("not an image")
+    (root / "private").write_text("secret")
+    worker._mask_cache.cache_clear()
+    sources = [SourceSpec("alpha", str(root / "src" / "a")), SourceSpec("lst", str(root / "list.txt"))]
+    build(BuildConfig(recipe=LOCAL_RECIPE, mask_source=MASKS, out=root / "built", target=6, shard_size=3, seed=1,
+                      sources=sources))
+    assert validate(root / "built").ok and any((root / "built" / "masks").rglob("*.parquet"))
+    return root
+
+
+@pytest.fixture
+def ds(world, tmp_path) -> Path:
+    out = tmp_path / "ds"
+    shutil.copytree(world / "built", out, symlinks=True)
+    return out
+
+
+def edit(path: Path, change) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def one_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("tar", "ABS", r"shards\[0\]\.tar: path '/.*' is absolute"),
+    ("tar", "../outside/000000.tar", r"shards\[0\]\.tar: path '\.\./outside/000000\.tar' contains '\.\.'"),
+    ("manifest", "ABS", r"shards\[0\]\.manifest: path '/.*' is absolute"),
+])
+def test_validate_refuses_shard_paths_outside_the_dataset(ds, tmp_path, field, value, says):
+    outside = tmp_path / "outside"
+    shutil.copytree(ds / "shards", outside)  # valid shards: following the path would pass validation
+    source = "000000.tar" if field == "tar" else "000000.parquet"
+    target = str(outside / source) if value == "ABS" else value
+    edit(ds / "dataset.json", lambda d: d["shards"][0].update({field: target}))
+    report = validate(ds)
+    assert not report.ok and any(re.search(says, e) for e in report.errors), report.errors
+
+
+def test_validate_refuses_a_shard_name_that_climbs(ds):
+    edit(ds / "dataset.json", lambda d: d["shards"][0].update(name="../../etc/x"))
+    report = validate(ds)
+    assert report.errors == [f"dataset.json unreadable: {ds / 'dataset.json'}: shards[0].name: shard name "
+                             "'../../etc/x' must be one file-name component (letters, digits, '_', '-', '.')"]
+
+
+@pytest.mark.parametrize("name", ["000000.tar", "000000.stats.json", "000000.parquet"])
+def test_validate_refuses_links_out_but_not_links_inside(ds, tmp_path, name):
+    shard = ds / "shards" / name
+    outside = tmp_path / name
+    shutil.copy(shard, outside)
+    shard.unlink()
+    os.symlink(outside, shard)
+    report = validate(ds)
+    assert not report.ok and any("leads out of" in e and "symbolic link" in e for e in report.errors), report.errors
+    (ds / "store").mkdir()
+    shutil.move(outside, ds / "store" / name)
+    shard.unlink()
+    os.symlink(ds / "store" / name, shard)
+    assert validate(ds).ok
+
+
+def test_validate_reports_wrongly_typed_files_in_one_line(ds, capsys):
+    edit(ds / "dataset.json", lambda d: d["shards"][1].update(tar=5))
+    assert cli(["validate", str(ds)]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and "shards[1].tar: expected a string, got int" in out
+    edit(ds / "dataset.json", lambda d: d["shards"][1].update(tar="shards/000001.tar"))
+    edit(ds / "shards" / "000000.stats.json", lambda d: d.update(ok="3"))
+    report = validate(ds)
+    assert "000000.stats.json is unreadable" in report.errors[0]
+    assert "ok: expected an integer, got str" in report.errors[0]
+
+
+def test_stats_refuses_a_manifest_linked_from_outside(ds, tmp_path, capsys):
+    outside = tmp_path / "private.parquet"
+    shutil.move(ds / "shards" / "000001.parquet", outside)
+    os.symlink(outside, ds / "shards" / "000001.parquet")
+    assert cli(["stats", str(ds), "--no-plots"]) == 2
+    assert "leads out of" in one_line(capsys.readouterr().err)
+
+
+# --- rebuild ------------------------------------------------------------------------------------
+
+
+def _item(ds: Path, source: str) -> int:
+    items = json.loads((ds / "plan.json").read_text())["plan"]["items"]
+    return next(i for i, it in enumerate(items) if it["source"] == source)
+
+
+def _set_locator(ds: Path, source: str, locator: list) -> int:
+    i = _item(ds, source)
+    edit(ds / "plan.json", lambda d: d["plan"]["items"][i].update(locator=locator))
+    return i
+
+
+@pytest.mark.parametrize("where, says", [
+    ("outside", "is not inside"),
+    ("climb", "is not inside"),
+    ("notes", "is not an image file name"),
+])
+def test_rebuild_reads_only_inside_declared_folder_sources(ds, world, tmp_path, where, says):
+    src = world / "src" / "a"
+    path = {"outside": str(world / "outside" / "img000.png"), "climb": f"{src}/../../outside/img000.png",
+            "notes": str(src / "notes.txt")}[where]
+    i = _set_locator(ds, "alpha", ["file", path])
+    with pytest.raises(BuildError, match=rf"plan\.json: plan\.items\[{i}\]\.locator: file .* {says}"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_rebuild_reads_only_files_a_list_source_names(ds, world, tmp_path):
+    i = _set_locator(ds, "lst", ["file", str(world / "listed" / "img002.png")])  # in the folder, not in the list
+    with pytest.raises(BuildError, match=rf"plan\.items\[{i}\]\.locator: file .* is not one of the files the list"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+def test_rebuild_refuses_a_locator_of_another_type(ds, tmp_path):
+    _set_locator(ds, "alpha", ["tar", str(ds / "shards" / "000000.tar"), 0, 512])
+    with pytest.raises(BuildError, match="a tar locator in a folder source"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+def test_rebuild_refuses_sources_that_differ_from_dataset_json(ds, tmp_path):
+    edit(ds / "plan.json", lambda d: d["plan"]["sources"][0].update(path="/"))
+    with pytest.raises(BuildError, match="plan.sources: differ from the sources dataset.json records"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda d: d["plan"]["items"][0].update(locator="x"), r"plan\.items\[0\]\.locator: expected a list, got str"),
+    (lambda d: d["plan"]["shards"][0][0].__setitem__(1, 999), r"plan\.shards\[0\]\[0\]\[1\]: expected an integer in"),
+    (lambda d: d["plan"]["items"][0].update(locator=["exec", "rm -rf"]), r"locator type 'exec' is not one of"),
+    (lambda d: d["plan"].pop("items"), r"plan\.items: missing"),
+    (lambda d: d["plan"]["sources"][0].update(weight="heavy"), r"plan\.sources\[0\]\.weight: expected a finite number"),
+])
+def test_rebuild_names_the_wrongly_typed_plan_field(ds, tmp_path, change, says):
+    edit(ds / "plan.json", change)
+    with pytest.raises(BuildError, match=says):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+def test_rebuild_cli_exits_2_with_one_line(ds, world, tmp_path, capsys):
+    _set_locator(ds, "alpha", ["file", str(world / "outside" / "img000.png")])
+    recipe = tmp_path / "other.json"
+    recipe.write_text(json.dumps(OTHER_RECIPE))  # JSON is YAML
+    assert cli(["rebuild", str(ds), "--recipe", str(recipe), "--out", str(tmp_path / "new")]) == 2
+    assert "is not inside" in one_line(capsys.readouterr().err)
+
+
+def test_rebuild_never_links_a_planted_mask_symlink(ds, world, tmp_path):
+    entry = sorted((ds / "masks").rglob("*.parquet"))[0]
+    entry.unlink()
+    os.symlink(world / "private", entry)
+    with pytest.raises(BuildError, match="is a symbolic link; a mask cache holds regular files only"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+    assert os.stat(world / "private").st_nlink == 1
+    assert not (tmp_path / "new").exists() or not [p for p in (tmp_path / "new").rglob("*") if p.is_file()]
+
+
+def test_rebuild_refuses_a_masks_folder_linked_from_outside(ds, world, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.move(ds / "masks", outside)
+    os.symlink(outside, ds / "masks")
+    with pytest.raises(BuildError, match="masks is a symbolic link"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+def test_untouched_copy_still_rebuilds(ds, tmp_path):
+    worker._mask_cache.cache_clear()
+    report = rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+    assert report.rows == 6 and validate(tmp_path / "new").ok
+    assert any(os.path.samefile(p, ds / p.relative_to(tmp_path / "new"))
+               for p in (tmp_path / "new" / "masks").rglob("*.parquet"))
+
+
+def test_validate_refuses_members_a_stock_decoder_would_unpickle(ds):
+    import io
+    import tarfile
+
+    tar = ds / "shards" / "000000.tar"
+    with tarfile.open(tar) as tf:
+        key = tf.getnames()[0].split(".", 1)[0]
+    data = bytes(open(tar, "rb").read())
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(tar, "w") as out:
+        for member in src:
+            out.addfile(member, src.extractfile(member))
+            if member.name == f"{key}.json":  # right after the sample's own members
+                extra = tarfile.TarInfo(f"{key}.pyd")
+                extra.size = 4
+                out.addfile(extra, io.BytesIO(b"\x80\x04N."))
+    report = validate(ds)
+    assert f"000000.tar: sample {key} has member .pyd, which the format does not define" in "\n".join(report.errors)
