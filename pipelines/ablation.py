@@ -1,6 +1,7 @@
 """Ablation of the adapter's paths and of the adversarial term, on the same data and budget.
 
     python -m pipelines.ablation --config FILE [--set key=value ...] --out DIR [--variants a,b]
+                                 [--seeds N] [--evaluators mechanism,probe]
 
 Every variant trains from the same config (data, steps, seed) with a few overrides, in one
 process, one after the other; then one pass of `maa_train.eval.evaluate` over the held-out shards
@@ -14,6 +15,16 @@ Variants (the overrides win over --set for the keys they name):
     no_pool   without the max-pool path
     mlp_only  MLP path only, with the adversarial term
     mse_only  all paths, lambda = 0
+    mse_no_attn, mse_no_pool, mse_mlp_only
+              lambda = 0 with the adapter of no_attn, no_pool, mlp_only: each adversarial
+              variant's twin, so an architecture effect is not read as an adversarial one
+
+With ``--seeds N`` every variant trains N times (train.seed = the config's seed + 0..N-1, in
+``DIR/seed-K/``), and ``ablation-seeds.{md,json}`` reports each metric as the mean with a
+95% t-interval over seeds, plus paired per-seed differences against mse_only, the base
+(untrained) encoder and each variant's MSE-only twin (see pipelines/seed_stats.py).
+Evaluators (pipelines/evaluators.py) compute the metrics: `mechanism` always runs; `probe`
+is the slot for the downstream probe.
 
 "MSE-only" and "full without the adversarial loss" are one training here: the same adapters
 (all paths) trained on the distillation loss alone. The `mse_only` student kind exists only
@@ -33,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maa_train.train.config import ConfigError, TrainConfig, load_config
-from maa_train.eval.evaluate import (ALL, BASE_ROW, CLEAN_ROW, METRIC_LABELS, METRICS, AdapterSpec, EvalOptions,
-                                EvaluationError, MechanismResult, evaluate, write_outputs)
+from maa_train.eval.evaluate import (ALL, BASE_ROW, CLEAN_ROW, METRIC_LABELS, METRICS, EvalOptions, EvaluationError,
+                                     MechanismResult)
+from pipelines.evaluators import EvalContext, get_evaluators, preflight
 from maa_train.data.shards import ShardInfo, resolve_shards, split_holdout
 from maa_train.train.trainer import TrainingDiverged, train
 
@@ -46,18 +58,28 @@ class Variant:
     name: str
     overrides: tuple[str, ...]
     description: str
+    twin: str | None = None  # the MSE-only variant with the same adapter architecture
+
+
+# Discriminator settings a config may carry for its adversarial variants: an MSE-only run has
+# no discriminator, and config validation refuses them there.
+_NO_DISC = ("discriminator.r1_weight=0", "discriminator.warmup_steps=0")
+_NO_ATTN, _NO_POOL = ("adapter.use_attn=false",), ("adapter.use_pool=false",)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("full", ("train.student=maa",), "MLP + window attention + max-pool, adversarial"),
-    Variant("no_attn", ("train.student=maa", "adapter.use_attn=false"), "without window attention"),
-    Variant("no_pool", ("train.student=maa", "adapter.use_pool=false"), "without max-pool"),
-    Variant("mlp_only", ("train.student=maa", "adapter.use_attn=false", "adapter.use_pool=false"),
-            "MLP path only, adversarial"),
-    Variant("mse_only", ("train.student=mse_only",), "all paths, lambda = 0 (= full w/o adversarial loss)"),
+    Variant("full", ("train.student=maa",), "MLP + window attention + max-pool, adversarial", "mse_only"),
+    Variant("no_attn", ("train.student=maa", *_NO_ATTN), "without window attention", "mse_no_attn"),
+    Variant("no_pool", ("train.student=maa", *_NO_POOL), "without max-pool", "mse_no_pool"),
+    Variant("mlp_only", ("train.student=maa", *_NO_ATTN, *_NO_POOL), "MLP path only, adversarial", "mse_mlp_only"),
+    Variant("mse_only", ("train.student=mse_only", *_NO_DISC), "all paths, lambda = 0 (= full w/o adversarial loss)"),
+    Variant("mse_no_attn", ("train.student=mse_only", *_NO_DISC, *_NO_ATTN), "no_attn's adapter, lambda = 0"),
+    Variant("mse_no_pool", ("train.student=mse_only", *_NO_DISC, *_NO_POOL), "no_pool's adapter, lambda = 0"),
+    Variant("mse_mlp_only", ("train.student=mse_only", *_NO_DISC, *_NO_ATTN, *_NO_POOL),
+            "MLP path only, lambda = 0"),
 )}
 ALIASES = {"no_adv": "mse_only", "maa": "full"}
-DEFAULT_ORDER = ("mse_only", "mlp_only", "no_attn", "no_pool", "full")
+DEFAULT_ORDER = ("mse_only", "mlp_only", "no_attn", "no_pool", "full", "mse_mlp_only", "mse_no_attn", "mse_no_pool")
 
 
 def parse_variants(text: str | None) -> list[Variant]:
@@ -89,7 +111,8 @@ def heldout_for(cfg: TrainConfig) -> list[ShardInfo]:
 
 def run(config: str | Path | None, overrides: list[str], out: str | Path, variants: list[Variant], *,
         checkpoint: str = "best", eval_opts: EvalOptions | None = None, reuse: bool = False,
-        base: dict | None = None, command: str | None = None) -> dict:
+        base: dict | None = None, command: str | None = None, evaluators: list[str] = ("mechanism",),
+        eval_options: dict | None = None) -> dict:
     """Train every variant, evaluate them together, write ablation.{md,json} and mechanism.*."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,19 +128,21 @@ def run(config: str | Path | None, overrides: list[str], out: str | Path, varian
         summaries[v.name] = train(cfgs[v.name]).to_dict()
 
     first = cfgs[variants[0].name]
-    specs = []
+    adapters = {}
     for v in variants:
         run_dir = Path(cfgs[v.name].train.out_dir)
         chosen = run_dir / checkpoint
         if not chosen.exists():  # no validation ran (e.g. val_every > steps): the final weights
             chosen = run_dir / "final"
-        specs.append(AdapterSpec(v.name, chosen))
+        adapters[v.name] = chosen
     opts = eval_opts or EvalOptions(batch_size=first.data.batch_size, device=first.train.device,
                                     max_samples=first.data.val_max_samples)
-    result = evaluate(first.model.path, heldout_for(first), specs, opts, data=", ".join(first.data.train),
-                      command=command)
-    write_outputs(result, out)
-    report = ablation_report(result, variants, summaries, cfgs, checkpoint, command)
+    ctx = EvalContext(first.model.path, adapters, heldout_for(first), opts, out, data=", ".join(first.data.train),
+                      command=command, options=dict(eval_options or {}))
+    names = ["mechanism", *(n for n in evaluators if n != "mechanism")]  # the table is built on mechanism
+    results = {name: fn(ctx) for name, fn in get_evaluators(names).items()}
+    report = ablation_report(results.pop("mechanism").raw, variants, summaries, cfgs, checkpoint, command)
+    _merge_rows(report, results)
     (out / "ablation.json").write_text(json.dumps(report, indent=2))
     (out / "ablation.md").write_text(ablation_markdown(report))
     return report
@@ -126,7 +151,7 @@ def run(config: str | Path | None, overrides: list[str], out: str | Path, varian
 def ablation_report(result: MechanismResult, variants: list[Variant], summaries: dict, cfgs: dict,
                     checkpoint: str, command: str | None) -> dict:
     rows = result.groups[ALL]["rows"]
-    table = [{"variant": "base (no adapters)", "description": "frozen encoder on degraded images",
+    table = [{"variant": BASE_VARIANT, "description": "frozen encoder on degraded images",
               "steps": 0, "val_l2": rows[BASE_ROW]["paired_mse"], **_metrics(rows[BASE_ROW])}]
     for v in variants:
         s = summaries[v.name]
@@ -144,6 +169,19 @@ def ablation_report(result: MechanismResult, variants: list[Variant], summaries:
         "data": first.data.train, "machine": result.meta["machine"], "device": result.meta["device"],
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
     }
+
+
+def _merge_rows(report: dict, results: dict) -> None:
+    """Other evaluators' metrics into the table, as '<evaluator>.<metric>'."""
+    for name, res in results.items():
+        for row in report["table"]:
+            key = BASE_ROW if row["variant"] == BASE_VARIANT else row["variant"]
+            for metric, value in (res.rows.get(key) or {}).items():
+                row[f"{name}.{metric}"] = value
+        report.setdefault("evaluators", ["mechanism"]).append(name)
+
+
+BASE_VARIANT = "base (no adapters)"
 
 
 def _metrics(row: dict) -> dict:
@@ -191,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", choices=("pooled", "sampled", "all"), default="pooled")
     p.add_argument("--max-samples", type=int, default=None, help="held-out pairs to evaluate (default: all)")
     p.add_argument("--reuse", action="store_true", help="skip variants whose run folder already has a summary.json")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="train every variant N times (seeds: the config's + 0..N-1) and report means with 95%% "
+                        "t-intervals over seeds and paired differences (ablation-seeds.{md,json})")
+    p.add_argument("--evaluators", default="mechanism",
+                   help="comma-separated evaluators (pipelines/evaluators.py): mechanism (always), probe")
+    p.add_argument("--probe-train", default=None, help="probe evaluator: labelled training image folder")
+    p.add_argument("--probe-test", default=None, help="probe evaluator: labelled test image folder")
+    p.add_argument("--probe-recipe", default=None, help="probe evaluator: corruption recipe for the test images")
     return p
 
 
@@ -203,8 +249,20 @@ def main(argv: list[str] | None = None) -> int:
         probe = load_config(args.config, args.overrides)
         opts = EvalOptions(tokens=args.tokens, batch_size=probe.data.batch_size, device=probe.train.device,
                            max_samples=args.max_samples or probe.data.val_max_samples)
-        report = run(args.config, args.overrides, args.out, variants, checkpoint=args.checkpoint, eval_opts=opts,
-                     reuse=args.reuse, command=shlex.join(["python", "-m", "pipelines.ablation", *argv]))
+        evaluators = [n.strip() for n in args.evaluators.split(",") if n.strip()]
+        eval_options = {"probe_train": args.probe_train, "probe_test": args.probe_test,
+                        "probe_recipe": args.probe_recipe}
+        preflight(evaluators, eval_options)  # unknown or unusable evaluators fail before any training
+        kw = dict(checkpoint=args.checkpoint, eval_opts=opts, reuse=args.reuse, evaluators=evaluators,
+                  eval_options=eval_options,
+                  command=shlex.join(["python", "-m", "pipelines.ablation", *argv]))
+        if args.seeds is not None:
+            from pipelines.ablation_seeds import run_seeds, seeds_markdown
+
+            summary = run_seeds(args.config, args.overrides, args.out, variants, args.seeds, **kw)
+            print(seeds_markdown(summary))
+            return 0
+        report = run(args.config, args.overrides, args.out, variants, **kw)
     except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
         print(f"ablation: error: {exc}", file=sys.stderr)
         return 2

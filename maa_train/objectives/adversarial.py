@@ -58,36 +58,80 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kin
     return 0.5 * (real + fake)
 
 
-def adv_weight(step: int, lam: float = 0.1, warmup_steps: int = 0) -> float:
-    """lambda, ramped linearly from 0 over `warmup_steps` steps."""
-    if lam < 0 or warmup_steps < 0:
-        raise ValueError(f"adv_weight needs lam >= 0 and warmup_steps >= 0, got {lam}, {warmup_steps}")
+# Where a logit says "real": the midpoint of each loss's targets (BCE/hinge: 0; LSGAN: 0.5).
+DECISION = {"bce": 0.0, "hinge": 0.0, "lsgan": 0.5}
+
+
+def adv_weight(step: int, lam: float = 0.1, warmup_steps: int = 0, start: int = 0) -> float:
+    """lambda: 0 before `start`, then ramped linearly from 0 over `warmup_steps` steps."""
+    if lam < 0 or warmup_steps < 0 or start < 0:
+        raise ValueError(f"adv_weight needs lam, warmup_steps, start >= 0, got {lam}, {warmup_steps}, {start}")
+    if step < start:
+        return 0.0
     if warmup_steps == 0:
         return float(lam)
-    return float(lam) * min(1.0, max(step, 0) / warmup_steps)
+    return float(lam) * min(1.0, (step - start) / warmup_steps)
+
+
+def accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce") -> tuple[torch.Tensor, torch.Tensor]:
+    """Share of real tokens called real and of fake tokens called fake (0.5 each = chance)."""
+    cut = DECISION[kind]
+    return (real_logits.detach() > cut).float().mean(), (fake_logits.detach() <= cut).float().mean()
+
+
+TOKEN_CHOICES = ("patch", "cls", "all")
+
+
+def select_tokens(patches: torch.Tensor, prefix: torch.Tensor | None, which: str) -> torch.Tensor:
+    """The tokens the discriminator sees: patch tokens, the first prefix token (CLS), or prefix + patches."""
+    if which == "patch":
+        return patches
+    if prefix is None or prefix.shape[1] == 0:
+        raise ValueError(f"discriminator.tokens={which} needs prefix tokens, and this encoder gives none")
+    if which == "cls":
+        return prefix[:, :1]
+    if which == "all":
+        return torch.cat([prefix, patches], dim=1)
+    raise ValueError(f"discriminator.tokens={which!r} is not known; allowed: {list(TOKEN_CHOICES)}")
 
 
 class Adversarial(Objective):
     name = "adv"
-    shown = ("adv", "disc")
+    shown = ("adv", "disc", "disc_acc_real", "disc_acc_fake")
 
-    def __init__(self, disc: TokenDiscriminator, weight: float, warmup_steps: int, kind: str):
+    def __init__(self, disc: TokenDiscriminator, weight: float, warmup_steps: int, kind: str, *,
+                 tokens: str = "patch", disc_warmup: int = 0, ramp_start: int | None = None):
         super().__init__()
         _kind(kind)
+        if tokens not in TOKEN_CHOICES:
+            raise ValueError(f"discriminator.tokens={tokens!r} is not known; allowed: {list(TOKEN_CHOICES)}")
         self.disc, self.weight, self.warmup_steps, self.kind = disc, weight, warmup_steps, kind
+        self.tokens, self.disc_warmup = tokens, disc_warmup
+        # By default lambda ramps once the discriminator warm-up is over.
+        self.ramp_start = disc_warmup if ramp_start is None else ramp_start
+        self.needs_prefix = tokens != "patch"
+
+    def adapters_frozen(self, step: int) -> bool:
+        return step < self.disc_warmup
 
     def terms(self, step: Step) -> Terms:
-        lam = adv_weight(step.step, self.weight, self.warmup_steps)
+        lam = 0.0 if self.adapters_frozen(step.step) else adv_weight(step.step, self.weight, self.warmup_steps,
+                                                                      self.ramp_start)
+        fake = select_tokens(step.student, step.student_prefix, self.tokens)
+        real = select_tokens(step.teacher, step.teacher_prefix, self.tokens)
         self.disc.requires_grad_(False)
         with step.autocast():
-            fake_for_g = self.disc(step.student)
+            fake_for_g = self.disc(fake)
         self.disc.requires_grad_(True)
         adv = generator_loss(fake_for_g.float(), self.kind)
         with step.autocast():
-            real_logits = self.disc(step.teacher)
-            fake_logits = self.disc(step.student.detach())
+            real_logits = self.disc(real)
+            fake_logits = self.disc(fake.detach())
         disc = discriminator_loss(real_logits.float(), fake_logits.float(), self.kind)
-        return Terms(logged={"adv": adv, "disc": disc}, student=lam * adv, own=disc)
+        acc_real, acc_fake = accuracy(real_logits.float(), fake_logits.float(), self.kind)
+        metrics = {"disc_acc_real": acc_real, "disc_acc_fake": acc_fake,
+                   "adv_lambda": torch.tensor(lam, device=adv.device)}
+        return Terms(logged={"adv": adv, "disc": disc}, student=lam * adv, own=disc, metrics=metrics)
 
     def state(self) -> dict[str, torch.Tensor]:
         return self.disc.state_dict()  # discriminator.safetensors keeps the discriminator's own names
@@ -103,5 +147,11 @@ def build(cfg, student, built) -> Adversarial | None:
     if not student.adversarial or cfg.loss.adv_weight <= 0:
         return None
     d = cfg.discriminator
-    disc = TokenDiscriminator(student.feature_dim, d.width, d.blocks, d.spectral_norm)
-    return Adversarial(disc, cfg.loss.adv_weight, cfg.loss.adv_warmup_steps, d.loss)
+    prefix = student.grid.prefix if hasattr(student, "grid") else 0
+    if d.tokens != "patch" and prefix == 0:
+        raise ValueError(f"discriminator.tokens={d.tokens} needs a prefix (CLS) token, and this encoder "
+                         f"({getattr(student.info, 'model_type', '?')}) has none: use discriminator.tokens=patch")
+    width = 2 * student.feature_dim if d.width == "auto" else d.width
+    disc = TokenDiscriminator(student.feature_dim, width, d.blocks, d.spectral_norm)
+    return Adversarial(disc, cfg.loss.adv_weight, cfg.loss.adv_warmup_steps, d.loss, tokens=d.tokens,
+                       disc_warmup=d.warmup_steps, ramp_start=cfg.loss.adv_ramp_start)

@@ -25,6 +25,10 @@ class Step:
     teacher: torch.Tensor      # clean-teacher tokens, fp32, no grad
     step: int
     autocast: Callable[[], ContextManager]
+    # Prefix tokens (CLS, registers) [B, prefix, D] of the same layer, only when an objective
+    # asks for them (``needs_prefix``); otherwise None.
+    student_prefix: torch.Tensor | None = None
+    teacher_prefix: torch.Tensor | None = None
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Terms:
     logged: dict[str, torch.Tensor] = field(default_factory=dict)  # every term, unweighted
     student: torch.Tensor | None = None   # weighted, added to the adapters' loss
     own: torch.Tensor | None = None       # weighted, backpropagated into this objective's parameters
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # diagnostics, not losses (logged only)
 
 
 class Objective(nn.Module):
@@ -39,6 +44,11 @@ class Objective(nn.Module):
 
     name: str = ""
     shown: tuple[str, ...] = ()
+    needs_prefix: bool = False  # whether terms() reads Step.student_prefix / teacher_prefix
+
+    def adapters_frozen(self, step: int) -> bool:
+        """True while this objective wants the adapters left alone (e.g. a discriminator warm-up)."""
+        return False
 
     def terms(self, step: Step) -> Terms:
         raise NotImplementedError
@@ -95,21 +105,37 @@ class Objectives(nn.ModuleList):
     def shown(self) -> tuple[str, ...]:
         return tuple(k for o in self for k in o.shown)
 
+    @property
+    def needs_prefix(self) -> bool:
+        return any(o.needs_prefix for o in self)
+
+    def adapters_frozen(self, step: int) -> bool:
+        return any(o.adapters_frozen(step) for o in self)
+
     def parameters_to_train(self) -> list[nn.Parameter]:
         return [p for o in self for p in o.parameters() if p.requires_grad]
 
     def step(self, step: Step) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
-        """(all logged terms, the adapters' loss, the objectives' own loss or None)."""
+        """(all logged terms and metrics, the adapters' loss, the objectives' own loss or None)."""
+        logged, parts, own = self.step_by_term(step)
+        total = None
+        for part in parts.values():
+            total = part if total is None else total + part
+        return logged, total, own
+
+    def step_by_term(self, step: Step) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor | None]:
+        """As ``step``, with the adapters' loss kept apart per objective name (for gradient norms)."""
         logged: dict[str, torch.Tensor] = {}
-        total, own = None, None
+        parts: dict[str, torch.Tensor] = {}
+        own = None
         for objective in self:
             t = objective.terms(step)
-            logged |= t.logged
+            logged |= t.logged | t.metrics
             if t.student is not None:
-                total = t.student if total is None else total + t.student
+                parts[objective.name] = t.student
             if t.own is not None:
                 own = t.own if own is None else own + t.own
-        return logged, total, own
+        return logged, parts, own
 
     def state(self) -> dict[str, torch.Tensor]:
         return {k: v for o in self for k, v in o.state().items()}

@@ -89,11 +89,11 @@ class LoraEncoder(AdaptedEncoder):
             for layer, flag in zip(self._lora_layers, previous):
                 layer._disable_adapters = flag
 
-    def features(self, pixel_values: torch.Tensor, *, adapters: bool = True) -> torch.Tensor:
+    def features(self, pixel_values: torch.Tensor, *, adapters: bool = True, prefix: bool = False) -> torch.Tensor:
         if adapters:
-            return super().features(pixel_values)
+            return super().features(pixel_values, prefix=prefix)
         with self.adapters_disabled():
-            return super().features(pixel_values)
+            return super().features(pixel_values, prefix=prefix)
 
     def _named_trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if "lora_" in n}
@@ -145,12 +145,12 @@ class FullFinetuneEncoder(AdaptedEncoder):
             for n, p in trained.items():
                 p.data = saved[n]
 
-    def features(self, pixel_values: torch.Tensor, *, adapters: bool = True) -> torch.Tensor:
+    def features(self, pixel_values: torch.Tensor, *, adapters: bool = True, prefix: bool = False) -> torch.Tensor:
         if adapters:
-            return super().features(pixel_values)
+            return super().features(pixel_values, prefix=prefix)
         # no_grad: a graph recorded on the swapped-in weights would be wrong once they swap back.
         with torch.no_grad(), self.adapters_disabled():
-            return super().features(pixel_values)
+            return super().features(pixel_values, prefix=prefix)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.blocks.parameters())

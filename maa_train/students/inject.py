@@ -128,8 +128,9 @@ class AdaptedEncoder(nn.Module):
             return self.info.projector_dim
         return self.info.hidden_size
 
-    def features(self, pixel_values: torch.Tensor, *, adapters: bool = True) -> torch.Tensor:
+    def features(self, pixel_values: torch.Tensor, *, adapters: bool = True, prefix: bool = False) -> torch.Tensor:
         """Patch tokens [B, P, D] of `feature_layer` (prefix removed), optionally projected.
+        With ``prefix=True`` the prefix tokens stay in front: [B, grid.prefix + P, D].
 
         AnyRes input [B, crops, 3, H, W] is flattened to B*crops images of the base size."""
         if pixel_values.dim() == 5:
@@ -149,7 +150,7 @@ class AdaptedEncoder(nn.Module):
             self._enabled = previous
             self._captured = None
         self.grid.check(hidden.shape[1])
-        patches = hidden[:, self.grid.prefix :]
+        patches = hidden if prefix else hidden[:, self.grid.prefix :]
         if self.use_projector:
             patches = self.projector(patches)
         return patches

@@ -29,18 +29,53 @@ class ModelConfig(_Strict):
 
 
 class DiscriminatorSettings(_Strict):
-    width: int = Field(2048, gt=0)
+    width: int | Literal["auto"] = Field(2048, description="hidden width; 'auto' = 2 x the feature width")
     blocks: int = Field(5, ge=0)
     spectral_norm: bool = False
     loss: Literal["bce", "hinge", "lsgan"] = "bce"
     r1_weight: float = Field(0.0, ge=0)
     r1_interval: int = Field(16, gt=0)
+    tokens: Literal["patch", "cls", "all"] = Field(
+        "patch", description="what it sees: patch tokens (as distillation), the first prefix token, or both")
+    warmup_steps: int = Field(0, ge=0, description="first steps train only the discriminator; adapters frozen")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="its AdamW betas (the adapters keep the default)")
+    # Diagnostics: one warning when accuracy on both sides stays in the chance band, or on
+    # fakes at >= collapse_accuracy, for this many steps (0: never warn).
+    warn_after_steps: int = Field(200, ge=0)
+    chance_band: tuple[float, float] = (0.45, 0.55)
+    collapse_accuracy: float = Field(0.99, gt=0.5, le=1)
+
+    @field_validator("width")
+    @classmethod
+    def _width_positive(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be a positive integer or 'auto'")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in value):
+            raise ValueError("each beta must be in [0, 1)")
+        return value
+
+    @field_validator("chance_band")
+    @classmethod
+    def _band_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= 0.5 <= value[1] <= 1:
+            raise ValueError("must be [low, high] with 0 <= low <= 0.5 <= high <= 1")
+        return value
 
 
 class LossSettings(_Strict):
     adv_weight: float = Field(0.1, ge=0, description="lambda; 0 gives the MSE-only baseline")
-    adv_warmup_steps: int = Field(0, ge=0)
+    adv_warmup_steps: int = Field(0, ge=0, description="steps of the linear ramp of lambda from 0")
+    adv_ramp_start: int | None = Field(
+        None, ge=0, description="step where the ramp begins (lambda is 0 before); default: the end of "
+                                "discriminator.warmup_steps")
     cosine_weight: float = Field(0.0, ge=0)
+    grad_norms: bool = Field(True, description="on log steps, measure each term's gradient norm at the adapters "
+                                               "(one extra backward pass per log step)")
 
 
 class OptimSettings(_Strict):
@@ -106,6 +141,21 @@ class TrainConfig(_Strict):
     # Settings of objectives beyond distill/adv/r1 (whose settings are `loss` and
     # `discriminator`): objectives.<name> is read and validated by that objective's builder.
     objectives: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _discriminator_settings_need_one(self) -> "TrainConfig":
+        # Settings of a discriminator that will not exist would be silently ignored: refuse them.
+        d = self.discriminator
+        if self.train.student == "mse_only" or self.loss.adv_weight == 0:
+            why = "train.student=mse_only" if self.train.student == "mse_only" else "loss.adv_weight=0"
+            for name, value in (("r1_weight", d.r1_weight), ("warmup_steps", d.warmup_steps)):
+                if value:
+                    raise ValueError(f"discriminator.{name}={value} but {why} trains no discriminator; "
+                                     f"set discriminator.{name}=0")
+        if self.train.max_steps is not None and d.warmup_steps >= self.train.max_steps:
+            raise ValueError(f"discriminator.warmup_steps={d.warmup_steps} leaves no adapter step of "
+                             f"train.max_steps={self.train.max_steps}")
+        return self
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:

@@ -38,6 +38,9 @@ class MetricsLog:
             for k, v in values.items():
                 if isinstance(v, (int, float)):
                     self._tb.add_scalar(k, v, step)
+                elif isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+                    for i, x in enumerate(v):  # per-block / per-rank values: one curve each
+                        self._tb.add_scalar(f"{k}/{i}", x, step)
 
     def close(self) -> None:
         if self.enabled:

@@ -34,6 +34,8 @@ from maa_train.data.loader import (LoaderState, PairStream, ValStream, check_sha
                               steps_per_epoch)
 from maa_train.objectives.base import Step, build_objectives
 from maa_train.train.metrics_log import MetricsLog
+from maa_train.train.diagnostics import (DiscriminatorMonitor, RunningMeans, backward_by_term, clip_shares,
+                                         gate_values, is_diagnostic)
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.data.shards import holdout_groups, resolve_shards, split_holdout, without_groups
 
@@ -70,6 +72,9 @@ class TrainSummary:
     peak_memory_allocated_gb: list[float] | None = None  # per rank, CUDA only
     peak_memory_reserved_gb: list[float] | None = None  # per rank, CUDA only
     peak_rss_gb: list[float] | None = None  # per rank, CPU runs only
+    # Means over log steps of discriminator accuracy, lambda, per-term gradient norms and
+    # shares; the last gate values per block; the discriminator warnings given.
+    diagnostics: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -155,9 +160,16 @@ class Trainer:
         o = cfg.optim
         self.opt_g = torch.optim.AdamW(self.student.trainable_parameters(), lr=o.adapter_lr, weight_decay=o.weight_decay)
         factor = cosine_with_warmup(self.total_steps, o.warmup_frac)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, factor)
+        # During the discriminator warm-up the adapters neither move nor advance their schedule:
+        # their warm-up and cosine run over the steps that train them.
+        disc_warm = cfg.discriminator.warmup_steps if self.aux_params else 0
+        if disc_warm >= self.total_steps:
+            raise ValueError(f"discriminator.warmup_steps={disc_warm} leaves no adapter step of {self.total_steps}")
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, cosine_with_warmup(self.total_steps - disc_warm,
+                                                                                        o.warmup_frac))
         if self.aux_params:
-            self.opt_d = torch.optim.AdamW(self.aux_params, lr=o.disc_lr, weight_decay=o.weight_decay)
+            self.opt_d = torch.optim.AdamW(self.aux_params, lr=o.disc_lr, weight_decay=o.weight_decay,
+                                           betas=cfg.discriminator.betas)
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, factor)
         self.step = 0
         self.loader_state = LoaderState(seed=cfg.train.seed, world=w, workers=max(1, cfg.data.workers))
@@ -168,6 +180,9 @@ class Trainer:
         self._stop_signal: int | None = None
         self._stop_time = 0.0
         self.metrics = MetricsLog(self.out, enabled=self.dist.main)
+        d = cfg.discriminator
+        self.monitor = DiscriminatorMonitor(d.warn_after_steps, d.chance_band, d.collapse_accuracy)
+        self.diag_means = RunningMeans()
 
     def _trainable_and_disc(self) -> list[torch.nn.Parameter]:
         return list(self.student.trainable_parameters()) + self.aux_params
@@ -290,15 +305,33 @@ class Trainer:
             return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _micro_step(self, batch: dict, scale: float) -> dict[str, torch.Tensor]:
+    def _is_log_step(self, step: int) -> bool:
+        return step % self.cfg.train.log_every == 0 or step == self.total_steps
+
+    def _micro_step(self, batch: dict, scale: float, measure: bool = False) -> dict[str, torch.Tensor]:
+        """One micro-batch's forward and backward. ``measure``: also each loss term's gradient
+        norm at the adapters (log steps only: one more backward pass)."""
         dev = self.dist.device
         clean, degraded = normalise_pairs(batch["pairs"].to(dev, non_blocking=True), self.settings)
+        frozen = self.objectives.adapters_frozen(self.step)  # discriminator warm-up: no adapter graph
+        keep = self.objectives.needs_prefix
         with self._autocast():
             with torch.no_grad(), self.student.adapters_disabled():
-                teacher = self.forward(clean)
-            student = self.forward(degraded)
-        losses, total, own = self.objectives.step(Step(student.float(), teacher.float(), self.step, self._autocast))
-        (total * scale).backward()
+                teacher = self.forward(clean, prefix=True) if keep else self.forward(clean)
+            with torch.no_grad() if frozen else nullcontext():
+                student = self.forward(degraded, prefix=True) if keep else self.forward(degraded)
+        p = self.student.grid.prefix if keep else 0
+        step = Step(student[:, p:].float(), teacher[:, p:].float(), self.step, self._autocast,
+                    student_prefix=student[:, :p].float() if keep else None,
+                    teacher_prefix=teacher[:, :p].float() if keep else None)
+        losses, parts, own = self.objectives.step_by_term(step)
+        if frozen:
+            pass  # the adapters' terms are logged but not backpropagated
+        elif measure and self.cfg.loss.grad_norms and len(parts) > 0:
+            norms = backward_by_term(parts, self.student.trainable_parameters(), scale)
+            losses |= norms
+        elif parts:
+            (sum(parts.values()) * scale).backward()
         if own is not None:
             (own * scale).backward()
         # Checked after the backward passes are queued, so on a GPU the one host sync this costs
@@ -323,11 +356,14 @@ class Trainer:
         params = self.student.trainable_parameters()
         distributed.average_gradients(params, self.dist.world)
         norms = {}
-        if self.cfg.optim.grad_clip > 0:
-            norms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip).detach()
-        self.opt_g.step()
-        self.sched_g.step()
-        self.opt_g.zero_grad(set_to_none=True)
+        if self.objectives.adapters_frozen(self.step):
+            self.opt_g.zero_grad(set_to_none=True)  # discriminator warm-up: adapters and their schedule wait
+        else:
+            if self.cfg.optim.grad_clip > 0:
+                norms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip).detach()
+            self.opt_g.step()
+            self.sched_g.step()
+            self.opt_g.zero_grad(set_to_none=True)
         if self.aux_params:
             dparams = self.aux_params
             distributed.average_gradients(dparams, self.dist.world)
@@ -337,6 +373,16 @@ class Trainer:
             self.sched_d.step()
             self.opt_d.zero_grad(set_to_none=True)
         return norms
+
+    def _diagnose(self, last: dict[str, float]) -> dict[str, float]:
+        """Log-step diagnostics from this step's values: clipping shares, the warning monitor,
+        and the running means summary.json reports."""
+        terms = {k: v for k, v in last.items() if k.startswith("grad_norm_")}
+        extra = clip_shares(terms, last.get("grad_norm"), self.cfg.optim.grad_clip)
+        if "disc_acc_real" in last:
+            self.monitor.update(self.step, last["disc_acc_real"], last["disc_acc_fake"])
+        self.diag_means.add({k: v for k, v in (last | extra).items() if is_diagnostic(k)})
+        return extra
 
     # -- validation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -419,7 +465,9 @@ class Trainer:
             loader = make_loader(ds, cfg.data.workers, pin_memory=dev.type == "cuda")
             micro = 0
             for batch in loader:
-                losses = self._micro_step(batch, 1.0 / accum)
+                # Per-term gradient norms on the last micro-batch of a step that is logged.
+                measure = (micro + 1) % accum == 0 and self._is_log_step(self.step + 1)
+                losses = self._micro_step(batch, 1.0 / accum, measure=measure)
                 self._count_faults(batch)
                 self.loader_state.record(batch)
                 images += batch["pairs"].shape[0] * world
@@ -432,8 +480,9 @@ class Trainer:
                 progress.update(1)
                 if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
                     last = {k: float(v) for k, v in (losses | norms).items()}
+                    last |= self._diagnose(last)
                     rate = images / (time.perf_counter() - t0)
-                    record = last | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
+                    record = last | gate_values(getattr(self.student, "adapters", None)) | {"lr": self.sched_g.get_last_lr()[0], "images_per_s": rate,
                                      "skipped": self._skipped(), "epoch": self.loader_state.epoch, "world_size": world}
                     self.metrics.write(self.step, record | _memory_record(dev, world))
                     progress.set_postfix(img_s=f"{rate:.3g}", **{k: f"{v:.4g}" for k, v in last.items() if k in self.objectives.shown})
@@ -473,7 +522,9 @@ class Trainer:
             peak_memory_gb=(memory.get("mem_alloc_gb") or memory["rss_gb"])[0], world_size=world, device=_device_name(dev),
             train_images_per_s=steady, warmup_s=warmup,
             peak_memory_allocated_gb=memory.get("mem_alloc_gb"), peak_memory_reserved_gb=memory.get("mem_reserved_gb"),
-            peak_rss_gb=memory.get("rss_gb"))
+            peak_rss_gb=memory.get("rss_gb"),
+            diagnostics={"means": self.diag_means.means(), "gates": gate_values(getattr(self.student, "adapters", None)),
+                         "warnings": list(self.monitor.warnings)})
         if self.dist.main:
             (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
         self.metrics.close()

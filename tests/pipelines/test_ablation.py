@@ -49,3 +49,51 @@ def test_unknown_variant_names_the_allowed_ones():
     with pytest.raises(ConfigError, match="unknown variant 'no_mlp'.*mlp_only"):
         parse_variants("full,no_mlp")
     assert [v.name for v in parse_variants("no_adv,mse_only")] == ["mse_only"]
+
+
+def test_seeds_give_intervals_and_paired_differences(tmp_path, capsys):
+    model = tiny_clip(tmp_path / "model")
+    data = write_labelled_dataset(tmp_path / "data", [8, 8, 8])
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(train_config(model, data, tmp_path / "unused")))
+    out = tmp_path / "ablation"
+    rc = main(["--config", str(config), "--out", str(out), "--variants", "mlp_only,mse_mlp_only,mse_only",
+               "--seeds", "2", "--set", "train.max_steps=2", "--set", "discriminator.r1_weight=1"])
+    assert rc == 0  # r1_weight is dropped for the MSE-only variants, which have no discriminator
+    summary = json.loads((out / "ablation-seeds.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["n_seeds"] == 2
+    assert (out / "seed-1" / "mse_mlp_only" / "summary.json").exists()
+    per_seed = [s["mlp_only"]["val_l2"] for s in summary["per_seed"]]
+    assert per_seed[0] != per_seed[1]  # the seeds really differ
+    cell = summary["table"]["mlp_only"]["val_l2"]
+    assert cell["n"] == 2 and cell["low"] < cell["mean"] < cell["high"]
+    assert set(summary["table"]) == {"base", "mlp_only", "mse_mlp_only", "mse_only"}
+    refs = summary["paired"]["mlp_only"]
+    assert {k: v["reference"] for k, v in refs.items()} == {"mse_only": "mse_only", "base": "base",
+                                                            "twin": "mse_mlp_only"}
+    diff = refs["twin"]["paired_mse"]
+    expect = [a["mlp_only"]["paired_mse"] - a["mse_mlp_only"]["paired_mse"] for a in summary["per_seed"]]
+    assert diff["mean"] == pytest.approx(sum(expect) / 2) and diff["n"] == 2
+    assert "t-interval" in (out / "ablation-seeds.md").read_text() and "| mlp_only | mse_mlp_only (twin)" in capsys.readouterr().out
+
+
+def test_probe_slot_fails_before_training_with_a_clear_message(tmp_path, capsys):
+    model = tiny_clip(tmp_path / "model")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(train_config(model, tmp_path / "nodata", tmp_path / "unused")))
+    rc = main(["--config", str(config), "--out", str(tmp_path / "o"), "--evaluators", "mechanism,nope"])
+    assert rc == 2 and "unknown nope; allowed: mechanism, probe" in capsys.readouterr().err
+    rc = main(["--config", str(config), "--out", str(tmp_path / "o"), "--evaluators", "probe"])
+    assert rc == 2 and "probe" in capsys.readouterr().err and not (tmp_path / "o" / "full").exists()
+
+
+def test_evaluator_registry_runs_a_plugged_in_evaluator(monkeypatch):
+    from pipelines import evaluators
+
+    monkeypatch.setitem(evaluators.EVALUATORS, "const", lambda ctx: evaluators.EvaluatorResult(
+        rows={name: {"acc": 0.5} for name in ctx.adapters}))
+    from pipelines.ablation import _merge_rows
+    report = {"table": [{"variant": "full"}, {"variant": "base (no adapters)"}]}
+    ctx = evaluators.EvalContext("m", {"full": None}, [], None, None)
+    _merge_rows(report, {"const": evaluators.get_evaluators(["const"])["const"](ctx)})
+    assert report["table"][0]["const.acc"] == 0.5 and "const.acc" not in report["table"][1]
