@@ -53,10 +53,22 @@ def read_config(directory: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+# What must match for adapters to mean the same thing on another model: the encoder (type,
+# width, depth, patch grid) and the features they were trained for (which hidden state, with
+# or without CLS, through the projector or not). Fields a checkpoint lacks (older ones, the
+# release's import) are not checked.
+COMPATIBILITY_FIELDS = ("kind", "model_type", "vision_model_type", "hidden_size", "num_layers", "grid",
+                        "feature_layer", "select_strategy", "use_projector")
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))  # tuples and lists compare alike
+
+
 def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_tensors: dict) -> None:
     problems = []
-    for field in ("kind", "hidden_size", "num_layers", "vision_model_type"):
-        if field in saved and saved[field] != current.get(field):
+    for field in COMPATIBILITY_FIELDS:
+        if field in saved and field in current and _plain(saved[field]) != _plain(current[field]):
             problems.append(f"{field}: checkpoint has {saved[field]!r}, model has {current.get(field)!r}")
     saved_adapter, current_adapter = saved.get("adapter") or {}, current.get("adapter") or {}
     diff = {
