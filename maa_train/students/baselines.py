@@ -68,8 +68,12 @@ class LoraEncoder(AdaptedEncoder):
         tower = find_tower(model)
         targets = lora_targets or family_of(tower).lora_targets
         self.lora = {"rank": rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "targets": targets}
-        inject_adapter_in_model(
-            LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets), tower)
+        try:
+            inject_adapter_in_model(
+                LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets), tower)
+        except ValueError as exc:
+            if "not found" not in str(exc):
+                raise
         self._lora_layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_disable_adapters")]
         if not self._lora_layers:
             raise ValueError(f"{type(model).__name__}: lora.targets {targets!r} matches no module of the vision tower "

@@ -46,11 +46,40 @@ def save_adapters(directory: str | Path, adapted, extra: dict | None = None) -> 
     return save_tensors(directory, adapted.trainable_state_dict(), adapted.config, extra)
 
 
+class CheckpointFormatError(ValueError):
+    """A file or folder that is not an adapter checkpoint of this toolkit."""
+
+
+EXPECTED_LAYOUT = f"an adapter checkpoint folder ({WEIGHTS_NAME} + {CONFIG_NAME})"
+
+
 def read_config(directory: str | Path) -> dict:
-    path = Path(directory) / CONFIG_NAME
+    directory = Path(directory)
+    if directory.is_file():
+        raise CheckpointFormatError(
+            f"{directory} is a file; expected {EXPECTED_LAYOUT} (a release maa.pth is imported with "
+            "maa-import-official first)")
+    path = directory / CONFIG_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not an adapter checkpoint folder")
-    return json.loads(path.read_text())
+        raise FileNotFoundError(f"{path} not found: not {EXPECTED_LAYOUT}")
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointFormatError(f"{path}: not valid JSON ({exc}); expected {EXPECTED_LAYOUT}") from None
+    if not isinstance(config, dict):
+        raise CheckpointFormatError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
+def read_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not {EXPECTED_LAYOUT}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for any damage
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointFormatError(f"{path}: not a readable safetensors file ({first[:200]})") from None
 
 
 # What must match for adapters to mean the same thing on another model: the encoder (type,
@@ -92,14 +121,14 @@ def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_te
     if shapes:
         problems.append(f"shape mismatches ({len(shapes)}): {shapes[:8]}{' ...' if len(shapes) > 8 else ''}")
     if problems:
-        raise CheckpointMismatchError("checkpoint does not fit this model:\n  " + "\n  ".join(problems))
+        raise CheckpointMismatchError("checkpoint does not fit this model: " + "; ".join(problems))
 
 
 def load_adapters(directory: str | Path, adapted) -> dict:
     """Load a checkpoint into `adapted` after checking names and shapes; returns its config."""
     directory = Path(directory)
     saved = read_config(directory)
-    tensors = load_file(str(directory / WEIGHTS_NAME))
+    tensors = read_tensors(directory)
     current = adapted.trainable_state_dict()
     check_compatible(saved, adapted.config, tensors, current)
     adapted.load_trainable_state_dict(tensors)

@@ -177,6 +177,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
             raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the config as UTF-8") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         tree.update(loaded)
@@ -184,7 +186,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got '{item}'")
-        _set(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problem = " ".join(str(getattr(exc, "problem", "") or exc).split())
+            raise ConfigError(f"--set {key.strip()}: value {raw!r} is not valid YAML ({problem}); quote it or close "
+                              "its brackets") from None
+        _set(tree, key.strip(), value)
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as exc:

@@ -359,11 +359,16 @@ class Trainer:
     def validate(self) -> float:
         """Mean squared error of corrected vs clean-teacher features on held-out pairs."""
         self.student.eval()
+        gone = [s.url for s in self.val_shards if "://" not in s.url and not Path(s.url).is_file()]
+        if gone:  # a held-out shard deleted since the start counts like a broken training shard
+            log.warning("%d held-out shard(s) are missing and skipped in validation: %s", len(gone), gone[:3])
+            self.broken.update(gone)
         ds = ValStream(self.val_shards, self.settings, batch_size=self.cfg.data.batch_size,
                        rank=self.dist.rank, world=self.dist.world, max_samples=self.cfg.data.val_max_samples)
         total, count = 0.0, 0
         dev = self.dist.device
         for batch in make_loader(ds, min(self.cfg.data.workers, len(self.val_shards)), dev.type == "cuda"):
+            self.broken.update(batch.get("broken_shards", ()))
             clean, degraded = normalise_pairs(batch["pairs"].to(dev, non_blocking=True), self.settings)
             with self._autocast():
                 teacher = self.student.features(clean, adapters=False)
