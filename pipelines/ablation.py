@@ -99,7 +99,10 @@ def parse_variants(text: str | None) -> list[Variant]:
 
 def variant_config(config: str | Path | None, overrides: list[str], variant: Variant, out: Path,
                    base: dict | None = None) -> TrainConfig:
-    return load_config(config, [*overrides, *variant.overrides, f"train.out_dir={out / variant.name}"], base=base)
+    # Each variant owns its folder: a run found there without summary.json (an interrupted one)
+    # is started over rather than mixed with the new run (the trainer refuses that otherwise).
+    return load_config(config, [*overrides, *variant.overrides, f"train.out_dir={out / variant.name}",
+                                "train.overwrite=true"], base=base)
 
 
 def heldout_for(cfg: TrainConfig) -> list[ShardInfo]:

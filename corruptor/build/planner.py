@@ -7,6 +7,7 @@ keys in the same shards.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from maa_format.io import canonical_json, content_hash
 from maa_format.keys import sample_key
 from maa_format.rng import rng_for
 from corruptor.sources.sources import ScannedSource, SourceItem
+
+log = logging.getLogger(__name__)
 
 PLAN_VERSION = 1
 
@@ -125,6 +128,13 @@ def plan(
         paired = src.items[0].paired
         rounds = math.ceil(quota / n)
         limit = crops if paired else (variants * crops if variants is not None else None)
+        if paired and rounds > limit:
+            # A release pair is a fixed (clean, degraded) couple: each is used once (per crop), so
+            # a share beyond them is not reachable. Plan what there is and say so.
+            log.warning("source '%s' has %d pairs x %d crop(s): it gives %d of its %d planned samples "
+                        "(--crops K uses K random crops of each pair)", src.spec.name, n, crops, n * crops, quota)
+            quota, rounds = n * crops, crops
+            quotas[src.spec.name] = quota
         if limit is not None and rounds > limit:
             what = "--crops" if paired else "--variants/--crops"
             raise PlanError(

@@ -283,6 +283,8 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
         ops, all_ops = [], []
         provenance.update(paired=True, dis_path=item.dis_ref, dis_sha256=dis_sha, version=item.version,
                           ops=[], regions=[])
+        if item.meta is not None:  # the release's metadata.jsonl record of this pair
+            provenance["release_metadata"] = item.meta
     else:
         masks = None
         if getattr(recipe, "needs_masks", False):

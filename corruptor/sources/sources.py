@@ -196,6 +196,7 @@ class SourceItem:
     dis_ref: str | None = None
     dis_locator: Locator | None = None
     version: int = 0
+    meta: dict[str, Any] | None = None  # the release's metadata.jsonl record of this pair
 
     @property
     def paired(self) -> bool:
@@ -213,6 +214,8 @@ class SourceItem:
         d: dict[str, Any] = {"source": self.source, "ref": self.ref, "locator": self.locator.to_list()}
         if self.dis_locator is not None:
             d.update(dis_ref=self.dis_ref, dis_locator=self.dis_locator.to_list(), version=self.version)
+        if self.meta is not None:
+            d["meta"] = self.meta
         return d
 
     @staticmethod
@@ -221,7 +224,7 @@ class SourceItem:
         return SourceItem(
             source=d["source"], ref=d["ref"], locator=Locator.from_list(d["locator"]),
             dis_ref=d.get("dis_ref"), dis_locator=Locator.from_list(dis) if dis else None,
-            version=int(d.get("version", 0)),
+            version=int(d.get("version", 0)), meta=d.get("meta"),
         )
 
 
@@ -324,6 +327,12 @@ def _scan_tars(spec: SourceSpec, pattern: str) -> list[SourceItem]:
 
 
 def _scan_paired(spec: SourceSpec, root: Path) -> tuple[list[SourceItem], dict[str, Any]]:
+    from corruptor.sources.release_layout import read_metadata
+
+    try:
+        metadata, records = read_metadata(root)
+    except (ValueError, OSError) as exc:
+        raise SourceError(f"source '{spec.name}': {exc}") from None
     refs = {Path(r.ref).with_suffix("").as_posix(): r for r in _scan_folder(spec, root / "ref")}
     items, orphans, used = [], [], set()
     for dis in _scan_folder(spec, root / "dis"):
@@ -337,8 +346,10 @@ def _scan_paired(spec: SourceSpec, root: Path) -> tuple[list[SourceItem], dict[s
             orphans.append(dis.ref)
             continue
         used.add(stem)
+        meta = metadata.get(Path(dis.ref).name) or metadata.get(Path(ref.ref).name)
         items.append(SourceItem(
             spec.name, f"ref/{ref.ref}", ref.locator, dis_ref=f"dis/{dis.ref}", dis_locator=dis.locator, version=version,
+            meta=meta,
         ))
     if orphans:
         raise SourceError(
@@ -346,7 +357,10 @@ def _scan_paired(spec: SourceSpec, root: Path) -> tuple[list[SourceItem], dict[s
             f"with the same stem (or stem_vN), e.g. {orphans[0]!r}"
         )
     items.sort(key=lambda it: (it.ref, it.version, it.dis_ref))
-    return items, {"unpaired_refs": len(refs) - len(used)}
+    notes: dict[str, Any] = {"unpaired_refs": len(refs) - len(used)}
+    if records:
+        notes.update(metadata_records=records, pairs_with_metadata=sum(it.meta is not None for it in items))
+    return items, notes
 
 
 def _scan_synthetic(spec: SourceSpec) -> list[SourceItem]:
@@ -416,8 +430,34 @@ def scan_source(spec: SourceSpec) -> ScannedSource:
     return ScannedSource(spec, items, stype, notes)
 
 
+def expand_release_roots(specs: list[SourceSpec]) -> list[SourceSpec]:
+    """A folder that is not itself paired but holds paired folders (the release's
+    `maa-datasets/` root) becomes one paired source per such folder, named after it."""
+    from corruptor.sources.release_layout import find_paired_folders, is_paired_folder, loose_images, source_name
+
+    out = []
+    for spec in specs:
+        root = Path(spec.path)
+        special = spec.path.startswith(SYNTHETIC_PREFIX) or spec.path == EMBEDDED_PHOTOS
+        if special or not root.is_dir() or is_paired_folder(root):
+            out.append(spec)
+            continue
+        paired = find_paired_folders(root)
+        if not paired:
+            out.append(spec)
+            continue
+        loose = loose_images(root, paired, _is_image)
+        if loose:
+            raise SourceError(
+                f"source '{spec.name}': {root} holds paired folders ({', '.join(p.name for p in paired[:4])}) and "
+                f"{len(loose)} image(s) outside them (e.g. {loose[0]!r}); give those as a separate --source")
+        out += [SourceSpec(source_name(root, p), str(p), kind=spec.kind, weight=spec.weight) for p in paired]
+    return out
+
+
 def scan_sources(specs: list[SourceSpec]) -> list[ScannedSource]:
     """Scan every source, sorted by name; duplicate names are an error."""
+    specs = expand_release_roots(specs)
     names = [s.name for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

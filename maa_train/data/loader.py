@@ -274,7 +274,9 @@ class ValStream(IterableDataset):
             quota = self.max_samples // slots + (slot < self.max_samples % slots)
 
         def batch_of() -> dict:
-            out = {"pairs": torch.stack(pairs), "keys": keys}
+            # Unreadable or deleted held-out shards travel with the batches, as in training.
+            out = {"pairs": torch.stack(pairs), "keys": keys,
+                   "broken_shards": sorted(counters.get("warned_shards", ()))}
             if self.with_meta:
                 out["meta"] = metas
             return out

@@ -27,6 +27,9 @@ class ModelInfo:
     num_layers: int
     default_feature_layer: int
     projector_dim: int | None  # output width of the multimodal projector, if any
+    # LLaVA's vision_feature_select_strategy: 'default' drops CLS, 'full' keeps it; bare
+    # encoders: 'default' (patch tokens only).
+    select_strategy: str = "default"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +141,10 @@ def describe(model: nn.Module, name_or_path: str | None = None) -> ModelInfo:
             f"{type(model).__name__}: vision_feature_layer {feature_layer!r} selects several layers; "
             "only a single int layer is supported"
         )
+    strategy = getattr(model.config, "vision_feature_select_strategy", "default") if is_multimodal else "default"
+    if strategy not in ("default", "full"):
+        raise ValueError(f"{type(model).__name__}: vision_feature_select_strategy {strategy!r} is not supported; "
+                         "allowed: 'default' (drop CLS), 'full'")
     projector = find_projector(model) if is_multimodal else None
     projector_dim = None
     if projector is not None:
@@ -152,4 +159,5 @@ def describe(model: nn.Module, name_or_path: str | None = None) -> ModelInfo:
         num_layers=len(blocks),
         default_feature_layer=feature_layer,
         projector_dim=projector_dim,
+        select_strategy=strategy,
     )

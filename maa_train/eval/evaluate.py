@@ -206,7 +206,7 @@ def _build_models(model_path, specs: list[AdapterSpec], opts: EvalOptions, devic
         except FileNotFoundError as exc:
             raise EvaluationError(f"adapters {spec.name!r}: {exc}") from None
     feature_layer = _agreed(configs, "feature_layer", opts.feature_layer)
-    use_projector = bool(_agreed(configs, "use_projector", opts.use_projector))
+    use_projector = _agreed(configs, "use_projector", opts.use_projector)  # None: the model's default
 
     def backbone():
         model, info = load_vision_model(model_path)
@@ -226,7 +226,7 @@ def _build_models(model_path, specs: list[AdapterSpec], opts: EvalOptions, devic
         if kind == "lora":
             lora = saved.get("lora") or {}
             kwargs |= {"rank": lora.get("rank", 16), "lora_alpha": lora.get("lora_alpha", 32),
-                       "lora_dropout": lora.get("lora_dropout", 0.0)}
+                       "lora_dropout": lora.get("lora_dropout", 0.0), "lora_targets": lora.get("targets")}
         shares = kind in SHARED_BACKBONE_KINDS
         student = make_student(kind, shared if shares else backbone()[0], cfg, **kwargs).to(device)
         load_adapters(spec.path, student)
@@ -236,7 +236,7 @@ def _build_models(model_path, specs: list[AdapterSpec], opts: EvalOptions, devic
         record = {"path": str(spec.path), "kind": kind, "adapter": cfg.to_dict(),
                   **{k: saved[k] for k in ("step", "val_l2", "base_model") if k in saved}}
         models.append(_Model(spec.name, student, shares, record))
-    return models, info, base.feature_layer, use_projector
+    return models, info, base.feature_layer, base.use_projector
 
 
 # -- feature extraction -------------------------------------------------------------------------

@@ -59,19 +59,25 @@ class LoraEncoder(AdaptedEncoder):
     kind = "lora"
 
     def __init__(self, model: nn.Module, adapter_cfg: AdapterConfig | None = None, *, rank: int = 16,
-                 lora_alpha: int = 32, lora_dropout: float = 0.0, **kwargs) -> None:
+                 lora_alpha: float = 32, lora_dropout: float = 0.0, lora_targets: str | None = None,
+                 **kwargs) -> None:
         super().__init__(model, adapter_cfg, **kwargs)
         from peft import LoraConfig, inject_adapter_in_model
 
-        self.lora = {"rank": rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout}
         # Injected into the vision tower only: a LLaVA language model has q_proj/k_proj too.
         tower = find_tower(model)
-        targets = family_of(tower).lora_targets
-        inject_adapter_in_model(
-            LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets), tower)
+        targets = lora_targets or family_of(tower).lora_targets
+        self.lora = {"rank": rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "targets": targets}
+        try:
+            inject_adapter_in_model(
+                LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets), tower)
+        except ValueError as exc:
+            if "not found" not in str(exc):
+                raise
         self._lora_layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_disable_adapters")]
         if not self._lora_layers:
-            raise ValueError(f"{type(model).__name__}: no attention projection matched {targets!r}")
+            raise ValueError(f"{type(model).__name__}: lora.targets {targets!r} matches no module of the vision tower "
+                             f"(the default for this family is {family_of(tower).lora_targets!r})")
 
     def _make_adapters(self, factory, num_layers):
         return []

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from maa_train.students.safe_load import load_safetensors
+from maa_train.students.safe_load import WeightFileError, load_safetensors
 
 from maa_format.io import atomic_write
 
@@ -48,17 +48,57 @@ def save_adapters(directory: str | Path, adapted, extra: dict | None = None) -> 
     return save_tensors(directory, adapted.trainable_state_dict(), adapted.config, extra)
 
 
+class CheckpointFormatError(ValueError):
+    """A file or folder that is not an adapter checkpoint of this toolkit."""
+
+
+EXPECTED_LAYOUT = f"an adapter checkpoint folder ({WEIGHTS_NAME} + {CONFIG_NAME})"
+
+
 def read_config(directory: str | Path) -> dict:
-    path = Path(directory) / CONFIG_NAME
+    directory = Path(directory)
+    if directory.is_file():
+        raise CheckpointFormatError(
+            f"{directory} is a file; expected {EXPECTED_LAYOUT} (a release maa.pth is imported with "
+            "maa-import-official first)")
+    path = directory / CONFIG_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not an adapter checkpoint folder")
-    return json.loads(path.read_text())
+        raise FileNotFoundError(f"{path} not found: not {EXPECTED_LAYOUT}")
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointFormatError(f"{path}: not valid JSON ({exc}); expected {EXPECTED_LAYOUT}") from None
+    if not isinstance(config, dict):
+        raise CheckpointFormatError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
+def read_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not {EXPECTED_LAYOUT}")
+    try:
+        return load_safetensors(path, "adapter weights")
+    except WeightFileError as exc:
+        raise CheckpointFormatError(str(exc)) from None
+
+
+# What must match for adapters to mean the same thing on another model: the encoder (type,
+# width, depth, patch grid) and the features they were trained for (which hidden state, with
+# or without CLS, through the projector or not). Fields a checkpoint lacks (older ones, the
+# release's import) are not checked.
+COMPATIBILITY_FIELDS = ("kind", "model_type", "vision_model_type", "hidden_size", "num_layers", "grid",
+                        "feature_layer", "select_strategy", "use_projector")
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))  # tuples and lists compare alike
 
 
 def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_tensors: dict) -> None:
     problems = []
-    for field in ("kind", "hidden_size", "num_layers", "vision_model_type"):
-        if field in saved and saved[field] != current.get(field):
+    for field in COMPATIBILITY_FIELDS:
+        if field in saved and field in current and _plain(saved[field]) != _plain(current[field]):
             problems.append(f"{field}: checkpoint has {saved[field]!r}, model has {current.get(field)!r}")
     saved_adapter, current_adapter = saved.get("adapter") or {}, current.get("adapter") or {}
     diff = {
@@ -82,14 +122,14 @@ def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_te
     if shapes:
         problems.append(f"shape mismatches ({len(shapes)}): {shapes[:8]}{' ...' if len(shapes) > 8 else ''}")
     if problems:
-        raise CheckpointMismatchError("checkpoint does not fit this model:\n  " + "\n  ".join(problems))
+        raise CheckpointMismatchError("checkpoint does not fit this model: " + "; ".join(problems))
 
 
 def load_adapters(directory: str | Path, adapted) -> dict:
     """Load a checkpoint into `adapted` after checking names and shapes; returns its config."""
     directory = Path(directory)
     saved = read_config(directory)
-    tensors = load_safetensors(directory / WEIGHTS_NAME, "adapter weights")
+    tensors = read_tensors(directory)
     current = adapted.trainable_state_dict()
     check_compatible(saved, adapted.config, tensors, current)
     adapted.load_trainable_state_dict(tensors)

@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from maa_train.students.adapter import AdapterConfig, cache_weights
+from maa_train.students.adapter import AdapterConfig, MAAAdapter, cache_weights
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import load_adapters, read_config
 from maa_train.encoders.grid import PatchGrid
@@ -43,6 +43,7 @@ class Attachment:
     source: str
     config: dict
     grid: PatchGrid
+    grid_width: int = 0  # hidden size of the tower (for identity adapters on export)
     handles: list = field(default_factory=list)
     enabled: bool = True
 
@@ -76,7 +77,8 @@ def attach_adapters(model: nn.Module, adapters_dir: str | Path) -> nn.Module:
     student = make_student(kind, model, AdapterConfig.from_dict(saved.get("adapter") or {}), info=describe(model))
     student.remove_hooks()
     load_adapters(adapters_dir, student)
-    attachment = Attachment(source=str(adapters_dir), config=saved, grid=student.grid)
+    attachment = Attachment(source=str(adapters_dir), config=saved, grid=student.grid,
+                            grid_width=student.info.hidden_size)
     cache_weights(student)  # fixed weights from here on: derive the compute weights once
     for block, adapter in zip(find_blocks(model), student.adapters):
         adapter.eval()
@@ -123,12 +125,43 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if f".{ADAPTER_ATTR}." in k}
 
 
+# The release loads into the original LLaVA code's naming (not transformers'), with
+# strict=False: a key under any other name is silently dropped and that adapter stays identity.
+RELEASE_BLOCK_PREFIX = "model.vision_tower.vision_tower.vision_model.encoder.layers.{i}.maa_adapter."
+
+
+def release_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The attached adapters under the release's key names, one adapter for every block.
+
+    Blocks after the feature layer carry no trained adapter (they cannot change what the
+    language model reads); the release builds one for every block, so they are written as
+    freshly initialised adapters, which are the identity (gates at 0), and its loader finds
+    every key it expects."""
+    attachment = _attachment(model)
+    blocks = find_blocks(model)
+    out: dict[str, torch.Tensor] = {}
+    for i, block in enumerate(blocks):
+        adapter = block._modules.get(ADAPTER_ATTR)
+        if adapter is None:
+            cfg = AdapterConfig.from_dict(attachment.config.get("adapter") or {})
+            with torch.random.fork_rng(devices=[]):  # fixed weights, no draw from the caller's RNG
+                torch.manual_seed(i)
+                adapter = MAAAdapter(attachment.grid_width, cfg)
+        for name, value in adapter.state_dict().items():
+            out[RELEASE_BLOCK_PREFIX.format(i=i) + name] = value.detach().float().cpu().contiguous()
+    return out
+
+
 def save_release_checkpoint(model: nn.Module, path: str | Path) -> Path:
-    """Write the attached adapters as the public release does: a torch pickle of the model's
-    state dict filtered to keys containing `.maa_adapter.`."""
+    """Write the attached adapters as the public release does: a torch pickle of a state dict
+    of `.maa_adapter.` keys in the original LLaVA naming, fp32 (the release computes adapters
+    in fp32)."""
+    kind = _attachment(model).config.get("kind", "maa")
+    if kind not in ("maa", "mse_only"):
+        raise ValueError(f"adapters of kind {kind!r} have no counterpart in the release's format (MAA adapters only)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(adapter_state_dict(model), path)
+    torch.save(release_state_dict(model), path)
     return path
 
 
@@ -145,5 +178,5 @@ def load_llava_with_adapters(model_dir: str | Path, adapters_dir: str | Path | N
 
 __all__ = [
     "ADAPTER_ATTR", "Attachment", "adapter_state_dict", "adapters_disabled", "attach_adapters", "detach_adapters",
-    "load_llava_with_adapters", "save_release_checkpoint",
+    "load_llava_with_adapters", "release_state_dict", "save_release_checkpoint",
 ]

@@ -31,7 +31,7 @@ class AdaptedEncoder(nn.Module):
         adapter_cfg: AdapterConfig | None = None,
         *,
         feature_layer: int | None = None,
-        use_projector: bool = False,
+        use_projector: bool | None = None,
         adapter_factory: Callable[[int], nn.Module] | None = None,
         info: ModelInfo | None = None,
     ) -> None:
@@ -54,22 +54,31 @@ class AdaptedEncoder(nn.Module):
         self.__dict__["projector"] = find_projector(model) if self.tower is not model else None
         if use_projector and self.projector is None:
             raise ValueError(f"use_projector=True but {type(model).__name__} has no multimodal projector")
-        self.use_projector = use_projector
+        # Default: what the language model reads, i.e. through the projector when there is one.
+        self.use_projector = (self.projector is not None) if use_projector is None else bool(use_projector)
+        # LLaVA's `default` select strategy drops CLS; `full` keeps it (bare encoders: patch tokens).
+        self.keep_prefix = self.info.select_strategy == "full" and self.tower is not model
 
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
 
+        # hidden_states[k] as transformers counts them: k < L is block k's input (before its
+        # adapter, as in the release), k == L the last block's output.
+        self._capture_index = self.feature_layer % (num_layers + 1)
+        # Adapters on blocks at or after the captured hidden state never change the features
+        # (LLaVA's -2 leaves the last block unused): they are not built.
+        self.num_adapters = adapters_for(self.feature_layer, num_layers)
+        if self.num_adapters == 0:
+            raise ValueError(f"feature_layer {self.feature_layer} is the embedding output (hidden state 0): "
+                             "no block adapter can change it; choose a layer in 1..L or -1..-L")
         factory = adapter_factory if adapter_factory is not None else partial(MAAAdapter, cfg=self.adapter_cfg)
-        self.adapters = nn.ModuleList(self._make_adapters(factory, num_layers))
+        self.adapters = nn.ModuleList(self._make_adapters(factory, self.num_adapters))
         ref = next(model.parameters())
         self.adapters.to(device=ref.device)
         if not self.adapter_cfg.fp32:
             self.adapters.to(dtype=ref.dtype)
 
-        # hidden_states[k] as transformers counts them: k < L is block k's input (before its
-        # adapter, as in the release), k == L the last block's output.
-        self._capture_index = self.feature_layer % (num_layers + 1)
         self._use_last_hidden_state = self.tower is model and self.feature_layer == -1
         self._enabled = True
         self._captured: torch.Tensor | None = None
@@ -85,7 +94,7 @@ class AdaptedEncoder(nn.Module):
         hidden = kwargs["hidden_states"] if in_kwargs else args[0]
         if index == self._capture_index:
             self._captured = hidden
-        if not self._enabled or len(self.adapters) == 0:
+        if not self._enabled or index >= len(self.adapters):
             return None
         adapted = self.adapters[index](hidden, self.grid)
         if in_kwargs:
@@ -150,7 +159,7 @@ class AdaptedEncoder(nn.Module):
             self._enabled = previous
             self._captured = None
         self.grid.check(hidden.shape[1])
-        patches = hidden if prefix else hidden[:, self.grid.prefix :]
+        patches = hidden if (prefix or self.keep_prefix) else hidden[:, self.grid.prefix :]
         if self.use_projector:
             patches = self.projector(patches)
         return patches
@@ -185,9 +194,16 @@ class AdaptedEncoder(nn.Module):
             "hidden_size": self.info.hidden_size,
             "num_layers": self.info.num_layers,
             "feature_layer": self.feature_layer,
+            "select_strategy": self.info.select_strategy,
+            "num_adapters": len(self.adapters),
             "use_projector": self.use_projector,
             "grid": asdict(self.grid),
         }
 
 
-__all__ = ["AdaptedEncoder"]
+def adapters_for(feature_layer: int, num_layers: int) -> int:
+    """How many leading blocks carry an adapter that can change hidden state ``feature_layer``."""
+    return min(feature_layer % (num_layers + 1), num_layers)
+
+
+__all__ = ["AdaptedEncoder", "adapters_for"]

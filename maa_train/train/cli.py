@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train.out_dir holds another run: delete its checkpoints and logs and start over")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
 
@@ -26,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = args.overrides + (["train.resume=true"] if args.resume else [])
+    overrides = (args.overrides + (["train.resume=true"] if args.resume else [])
+                 + (["train.overwrite=true"] if args.overwrite else []))
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:

@@ -5,6 +5,7 @@ decay, cosine with 5% warm-up, batch 32, clip 1.0, bf16, lambda 0.1, 5% held out
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +25,31 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     path: str = Field(description="local folder of a HF model (CLIP, SigLIP, LLaVA, LLaVA-NeXT)")
-    feature_layer: int = -1
-    use_projector: bool = False
+    # None: the model's own choice, as the release trains. LLaVA-1.5/1.6 read hidden state -2
+    # (config.vision_feature_layer) through the projector; a bare encoder: -1, no projector.
+    feature_layer: int | None = Field(None, description="hidden state the features come from; None: the model's")
+    use_projector: bool | None = Field(None, description="distil after the multimodal projector; None: yes for a VLM")
+
+
+class LoraSettings(_Strict):
+    """The `lora` student's settings (peft LoraConfig on the tower's attention projections)."""
+    rank: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # A regex of module names under the vision tower; None: the encoder family's q/k/v/out.
+    targets: str | None = None
+
+    @field_validator("targets")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if not value.strip():
+                raise ValueError("empty; leave unset for the encoder family's attention projections")
+        return value
 
 
 class DiscriminatorSettings(_Strict):
@@ -93,7 +117,10 @@ class DataSettings(_Strict):
     val: list[str] | None = Field(None, description="held-out data; default: hold out val_fraction of shards")
     val_fraction: float = Field(0.05, gt=0, lt=1)
     val_max_samples: int | None = Field(None, gt=0)
-    batch_size: int = Field(32, gt=0, description="per rank")
+    batch_size: int = Field(32, gt=0, description="per rank (per GPU); ignored when global_batch_size is set")
+    # The paper's batch is global: per-GPU batch and gradient accumulation are derived from it
+    # and the world size (see resolve_batch).
+    global_batch_size: int | None = Field(None, gt=0, description="images per optimiser step over all ranks")
     workers: int = Field(4, ge=0)
     shuffle_buffer: int = Field(256, gt=0)
     on_error: Literal["skip", "raise"] = "skip"
@@ -127,12 +154,14 @@ class TrainSettings(_Strict):
     keep_last: int = Field(3, gt=0)
     out_dir: str = "runs/maa"
     resume: bool = False
+    overwrite: bool = Field(False, description="delete a previous run's artefacts in out_dir instead of refusing")
     progress: bool = True
 
 
 class TrainConfig(_Strict):
     model: ModelConfig
     adapter: AdapterConfig = AdapterConfig()
+    lora: LoraSettings = LoraSettings()
     discriminator: DiscriminatorSettings = DiscriminatorSettings()
     loss: LossSettings = LossSettings()
     optim: OptimSettings = OptimSettings()
@@ -156,6 +185,14 @@ class TrainConfig(_Strict):
             raise ValueError(f"discriminator.warmup_steps={d.warmup_steps} leaves no adapter step of "
                              f"train.max_steps={self.train.max_steps}")
         return self
+
+
+def student_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """Settings only one student kind reads (LoRA's), as make_student keyword arguments."""
+    if cfg.train.student != "lora":
+        return {}
+    lora = cfg.lora
+    return {"rank": lora.rank, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout, "lora_targets": lora.targets}
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -190,6 +227,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
             raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the config as UTF-8") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         tree.update(loaded)

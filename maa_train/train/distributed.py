@@ -15,6 +15,10 @@ import torch
 import torch.distributed as dist
 
 
+class DeviceError(ValueError):
+    """The requested device is not there (a configuration error, reported without a traceback)."""
+
+
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
@@ -29,12 +33,12 @@ class Dist:
 
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
+        raise DeviceError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     local = int(os.environ.get("LOCAL_RANK", 0))
     if local >= torch.cuda.device_count():
-        raise RuntimeError(f"LOCAL_RANK={local} but this node has {torch.cuda.device_count()} visible GPU(s): "
+        raise DeviceError(f"LOCAL_RANK={local} but this node has {torch.cuda.device_count()} visible GPU(s): "
                            "start at most that many processes per node (torchrun --nproc-per-node)")
     return torch.device("cuda", local)
 

@@ -27,8 +27,11 @@ from maa_train.train import distributed
 
 from maa_train.train import train_state
 from maa_train.students.baselines import make_student
-from maa_train.students.checkpoint import load_adapters, save_adapters
-from maa_train.train.config import TrainConfig
+from maa_train.students.checkpoint import CheckpointMismatchError, check_compatible, load_adapters, save_adapters
+from maa_train.train.batch import apply_batch, resolve_batch
+from maa_train.train.config import TrainConfig, student_kwargs
+from maa_train.train.out_dir import check_out_dir
+from maa_train.train.resume_check import ResumeMismatchError, check_resumable, load_newest_intact
 from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import (LoaderState, PairStream, ValStream, check_shared_memory, make_loader, pair_batch_bytes,
                               steps_per_epoch)
@@ -124,12 +127,19 @@ def _report_holdout(before, after, val, groups) -> None:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
         self.dist = distributed.init(cfg.train.device)
+        self.batch = resolve_batch(cfg, self.dist.world)
+        cfg = self.cfg = apply_batch(cfg, self.batch)
+        if self.dist.main:
+            log.info("batch: %s", self.batch.describe())
+        self.out = Path(cfg.train.out_dir)
+        if self.dist.main:
+            check_out_dir(self.out, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
+        if self.dist.world > 1:
+            torch.distributed.barrier()  # no rank writes into out_dir before it is checked
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(cfg.train.seed)
-        self.out = Path(cfg.train.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         # Data first: a wrong path should fail in seconds, not after minutes of model loading.
         self.datasets, self.val_shards, self.holdout_groups = _data(cfg)
@@ -138,6 +148,7 @@ class Trainer:
         self.student = make_student(
             cfg.train.student, model, cfg.adapter,
             feature_layer=cfg.model.feature_layer, use_projector=cfg.model.use_projector, info=self.info,
+            **student_kwargs(cfg),
         ).to(self.dist.device)
         self.objectives = build_objectives(cfg, self.student).to(self.dist.device)
         self.aux_params = self.objectives.parameters_to_train()  # the discriminator's, when adversarial
@@ -208,17 +219,19 @@ class Trainer:
             torch.distributed.barrier()
 
     def resume(self) -> bool:
-        path = train_state.latest(self.ckpt_dir)
-        if path is None:
+        def read(path: Path):
+            file = path / "config.json"  # the run's config as saved with the checkpoint
+            return (*train_state.load(path), json.loads(file.read_text()) if file.exists() else {})
+
+        found = load_newest_intact(train_state.complete(self.ckpt_dir), read)
+        if found is None:
             return False
-        trainable, disc, state = train_state.load(path)
-        saved, current = state["model"], self.student.config
-        for key in ("kind", "hidden_size", "num_layers", "model_type"):
-            if key in saved and saved.get(key) != current.get(key):
-                raise ValueError(f"checkpoint {path} was made for {key}={saved.get(key)!r}, "
-                                 f"this run has {key}={current.get(key)!r}")
-        file = path / "config.json"  # the run's config as saved with the checkpoint
-        saved_cfg = json.loads(file.read_text()) if file.exists() else {}
+        path, (trainable, disc, state, saved_cfg) = found
+        check_resumable(path, state["model"], self.student.config)
+        try:
+            check_compatible({}, {}, trainable, self.student.trainable_state_dict())
+        except CheckpointMismatchError as exc:
+            raise ResumeMismatchError(f"checkpoint {path}: {exc}") from None
         self._warn_on_data_change(path, saved_cfg.get("data", {}))
         self._warn_on_schedule_change(path, state, saved_cfg)
         self.student.load_trainable_state_dict(trainable)
@@ -232,9 +245,12 @@ class Trainer:
             self.sched_d.load_state_dict(state["sched_d"])
         ls = LoaderState(**state["loader"])
         if (ls.world, ls.workers) != (self.loader_state.world, self.loader_state.workers):
-            raise ValueError(f"checkpoint {path} was made with world={ls.world}, workers={ls.workers}; "
-                             f"resume with the same (now world={self.loader_state.world}, "
-                             f"workers={self.loader_state.workers})")
+            # The loader state records each (rank, worker) stream's position: another split
+            # would repeat or skip samples, so refuse rather than continue inexactly.
+            raise ResumeMismatchError(
+                f"checkpoint {path} was made with world size {ls.world} and data.workers={max(1, ls.workers)}; "
+                f"this run has world size {self.loader_state.world} and data.workers="
+                f"{self.loader_state.workers}: resume with the same (torchrun --nproc-per-node and data.workers)")
         self.loader_state = ls
         self.step, self.best, self.skipped = state["step"], tuple(state["best"]), state["skipped"]
         self.broken = set(state.get("broken_shards", []))
@@ -389,11 +405,16 @@ class Trainer:
     def validate(self) -> float:
         """Mean squared error of corrected vs clean-teacher features on held-out pairs."""
         self.student.eval()
+        gone = [s.url for s in self.val_shards if "://" not in s.url and not Path(s.url).is_file()]
+        if gone:  # a held-out shard deleted since the start counts like a broken training shard
+            log.warning("%d held-out shard(s) are missing and skipped in validation: %s", len(gone), gone[:3])
+            self.broken.update(gone)
         ds = ValStream(self.val_shards, self.settings, batch_size=self.cfg.data.batch_size,
                        rank=self.dist.rank, world=self.dist.world, max_samples=self.cfg.data.val_max_samples)
         total, count = 0.0, 0
         dev = self.dist.device
         for batch in make_loader(ds, min(self.cfg.data.workers, len(self.val_shards)), dev.type == "cuda"):
+            self.broken.update(batch.get("broken_shards", ()))
             clean, degraded = normalise_pairs(batch["pairs"].to(dev, non_blocking=True), self.settings)
             with self._autocast():
                 teacher = self.student.features(clean, adapters=False)

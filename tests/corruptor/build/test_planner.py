@@ -68,8 +68,8 @@ def test_paired_sources_keep_given_versions_and_only_crop():
     p = plan(src, 4, seed=0, shard_size=4)
     assert sorted(s.variant for s in p.samples) == [1, 1, 2, 2]
     assert len({s.key for s in p.samples}) == 4
-    with pytest.raises(PlanError, match="--crops"):
-        plan(src, 5, seed=0, shard_size=4)
+    # beyond the given pairs: each pair once (no --crops needed), with a warning, not an error
+    assert len(plan(src, 5, seed=0, shard_size=4).samples) == 4
     assert len(plan(src, 8, seed=0, shard_size=4, crops=2).samples) == 8
 
 

@@ -6,7 +6,7 @@ import torch
 from maa_train.data.preprocess import ProcessorSettings
 from maa_train.encoders.family import FAMILIES, family_for_checkpoint, load_all
 from maa_train.encoders.grid import PatchGrid
-from maa_train.encoders.load import family_of, find_blocks, find_tower, load_vision_model
+from maa_train.encoders.load import family_of, find_blocks, find_projector, find_tower, load_vision_model
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import save_adapters
@@ -40,7 +40,13 @@ def test_family_contract(tiny_models, name):
     with torch.no_grad():
         hidden = tower(pixel_values=x, output_hidden_states=True).hidden_states
         ref = (model(pixel_values=x).last_hidden_state if tower is model else hidden[enc.feature_layer])
-        assert torch.equal(enc.features(x), ref[:, tower_family.prefix_tokens:])
+        ref = ref[:, tower_family.prefix_tokens:]
+        # a VLM's default features are what its language model reads: its own layer, projected
+        assert enc.use_projector == (tower is not model)
+        if enc.use_projector:
+            assert enc.feature_layer == model.config.vision_feature_layer == -2
+            ref = find_projector(model)(ref)
+        assert torch.equal(enc.features(x), ref)
     enc.remove_hooks()
 
 
@@ -67,4 +73,7 @@ def test_family_lora_targets_and_export(tiny_models, name, tmp_path):
     with torch.no_grad():
         out = tower(pixel_values=x, output_hidden_states=True)
         got = out.last_hidden_state if tower is fresh else out.hidden_states[student.feature_layer]
-    assert torch.allclose(got[:, prefix:], want, atol=1e-5)
+        got = got[:, prefix:]
+        if student.use_projector:
+            got = find_projector(fresh)(got)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -7,7 +7,7 @@ from maa_train.students.adapter import AdapterConfig
 from maa_train.students.checkpoint import CheckpointMismatchError, load_adapters, save_adapters
 from maa_train.students.export import (ADAPTER_ATTR, adapter_state_dict, adapters_disabled, attach_adapters, detach_adapters,
                               load_llava_with_adapters, save_release_checkpoint)
-from maa_train.students.inject import AdaptedEncoder
+from maa_train.students.inject import AdaptedEncoder, adapters_for
 from maa_train.encoders.load import find_blocks, load_vision_model
 from maa_train.students.official import import_official
 from tests.maa_train.tiny_models import VISION, save_tiny
@@ -49,7 +49,8 @@ def test_zero_init_adapters_leave_logits_identical(setup):
         attach_adapters(model, setup["zero"])
         after = model(input_ids=ids, pixel_values=pixels).logits
     assert torch.equal(before, after)
-    assert len(model.maa_attachment.handles) == len(find_blocks(model))
+    # LLaVA reads hidden state -2: the last block's adapter could never matter and is not built
+    assert len(model.maa_attachment.handles) == adapters_for(-2, len(find_blocks(model))) == len(find_blocks(model)) - 1
 
 
 def test_trained_adapters_change_features_and_generate_runs(setup):
@@ -80,7 +81,7 @@ def test_trained_adapters_change_features_and_generate_runs(setup):
 
 def test_release_checkpoint_round_trips(setup, tmp_path):
     model = load_llava_with_adapters(setup["llava"], setup["trained"])
-    imported = import_official(save_release_checkpoint(model, tmp_path / "maa.pth"))
+    imported = import_official(save_release_checkpoint(model, tmp_path / "maa.pth"), feature_layer=-2)
     tower, _ = load_vision_model(setup["llava"])
     reference = AdaptedEncoder(tower, ADAPTER)
     load_adapters(setup["trained"], reference)
@@ -119,3 +120,61 @@ def test_llava_next_anyres_features_go_through_adapters(tmp_path):
         with adapters_disabled(model):
             off = torch.cat(list(model.get_image_features(pixel_values=pixels, image_sizes=sizes).pooler_output))
     assert on.shape == off.shape and not torch.allclose(on, off, atol=1e-4)
+
+
+def release_loader(path, model: torch.nn.Module):
+    """The release's documented key handling, written from its description (not our code):
+    unwrap {adapter_state_dict|state_dict|model}, strip `module.`, accept `.content_adapter.`,
+    keep `.maa_adapter.` keys, load_state_dict(strict=False) into the original LLaVA naming."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("adapter_state_dict", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    state = {}
+    for key, value in obj.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        key = key.replace(".content_adapter.", ".maa_adapter.")
+        if ".maa_adapter." in key:
+            state[key] = value
+    return model.load_state_dict(state, strict=False)
+
+
+class _OriginalLlava(torch.nn.Module):
+    """The original LLaVA code's module tree down to the adapters:
+    model.vision_tower.vision_tower.vision_model.encoder.layers.{i}.maa_adapter."""
+
+    def __init__(self, layers: int, dim: int, cfg: AdapterConfig):
+        super().__init__()
+        from maa_train.students.adapter import MAAAdapter
+
+        def node(**children):
+            m = torch.nn.Module()
+            for name, child in children.items():
+                m.add_module(name, child)
+            return m
+
+        blocks = torch.nn.ModuleList(node(maa_adapter=MAAAdapter(dim, cfg)) for _ in range(layers))
+        self.model = node(vision_tower=node(vision_tower=node(vision_model=node(encoder=node(layers=blocks)))))
+
+
+def test_release_loader_finds_every_adapter_tensor(setup, tmp_path):
+    model = load_llava_with_adapters(setup["llava"], setup["trained"])
+    path = save_release_checkpoint(model, tmp_path / "maa.pth")
+    layers = VISION["num_hidden_layers"]
+    original = _OriginalLlava(layers, VISION["hidden_size"], ADAPTER)
+    result = release_loader(path, original)
+    assert [k for k in result.missing_keys if ".maa_adapter." in k] == []
+    assert [k for k in result.unexpected_keys if ".maa_adapter." in k] == []
+    # the trained adapters arrive with their values; the block after LLaVA's feature layer
+    # (-2) gets an identity adapter, as the release would initialise it
+    loaded = original.model.vision_tower.vision_tower.vision_model.encoder.layers
+    trained = find_blocks(model)[0].maa_adapter.state_dict()
+    for name, value in loaded[0].maa_adapter.state_dict().items():
+        assert torch.equal(value, trained[name].float()), name
+    last = loaded[layers - 1].maa_adapter
+    assert float(last.alpha_mlp) == 0.0 and float(last.alpha_pool) == 0.0
+    # wrapped, prefixed and legacy-named copies of the file load the same
+    raw = torch.load(path, weights_only=True)
+    legacy = {"module." + k.replace(".maa_adapter.", ".content_adapter."): v for k, v in raw.items()}
+    torch.save({"adapter_state_dict": legacy}, tmp_path / "legacy.pth")
+    assert import_official(tmp_path / "legacy.pth").keys() == import_official(path).keys()

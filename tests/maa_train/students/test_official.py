@@ -117,9 +117,9 @@ def test_imported_adapter_matches_reference_forward(tmp_path, tiny_models):
     # one adapter against the reference, CLS + 4x4 grid (padded to 6x6 windows of 3)
     x = torch.randn(2, 17, D, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        ours = enc.adapters[1](x, enc.grid)
+        ours = enc.adapters[0](x, enc.grid)
     for b in range(2):
-        ref = reference_adapter(x[b], raw, PREFIX.format(i=1), 4, 4)
+        ref = reference_adapter(x[b], raw, PREFIX.format(i=0), 4, 4)
         torch.testing.assert_close(ours[b], ref, atol=1e-5, rtol=1e-5)
 
     # the whole encoder: blocks run by hand with the reference adapter before each block
