@@ -4,6 +4,10 @@
              [--max-samples N] [--tokens pooled|sampled|all] --out DIR
 
 Writes mechanism.md, mechanism.json and mechanism.png to --out and prints the markdown.
+
+    maa-eval probe --model PATH --train DIR --recipe R ... --out DIR
+
+the downstream check (linear probe and k-NN, clean and corrupted); `maa-eval probe --help`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from maa_train.evaluate import (TOKEN_MODES, AdapterSpec, EvalOptions, Evaluatio
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="maa-eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="maa-eval", description=__doc__.splitlines()[0],
+                                epilog="maa-eval probe --help: the downstream probe (maa_train/probe_cli.py)")
     p.add_argument("--model", required=True,
                    help="local folder of the HF encoder (or LLaVA model) the adapters were trained on")
     p.add_argument("--data", required=True, help="built dataset folder, shard glob, .tar or .txt list of URLs")
@@ -51,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        from maa_train.probe_cli import main as probe_main
+
+        return probe_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -286,6 +286,14 @@ class AdaptedEncoder(nn.Module):
         """Patch tokens [B, P, D] of `feature_layer` (prefix removed), optionally projected.
 
         AnyRes input [B, crops, 3, H, W] is flattened to B*crops images of the base size."""
+        patches = self.tokens(pixel_values, adapters=adapters)[:, self.grid.prefix :]
+        if self.use_projector:
+            patches = self.projector(patches)
+        return patches
+
+    def tokens(self, pixel_values: torch.Tensor, *, adapters: bool = True) -> torch.Tensor:
+        """Every token [B, prefix + P, D] of `feature_layer` (CLS or other prefix tokens first,
+        then the patch grid), never projected: what a probe on the CLS token reads."""
         if pixel_values.dim() == 5:
             pixel_values = pixel_values.flatten(0, 1)
         if pixel_values.dim() != 4:
@@ -299,10 +307,7 @@ class AdaptedEncoder(nn.Module):
             self._enabled = previous
             self._captured = None
         self.grid.check(hidden.shape[1])
-        patches = hidden[:, self.grid.prefix :]
-        if self.use_projector:
-            patches = self.projector(patches)
-        return patches
+        return hidden
 
     forward = features
 
