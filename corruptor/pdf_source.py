@@ -23,7 +23,7 @@ notes (``dataset.json`` -> sources -> ``unusable_pdfs``).
 """
 from __future__ import annotations
 
-import functools
+import atexit
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,11 +195,33 @@ def scan_pdf(text: str) -> tuple[list[tuple[str, tuple]], dict[str, Any]]:
     return entries, notes
 
 
-@functools.lru_cache(maxsize=2)
+_OPEN: dict[tuple[str, int, int], Any] = {}
+_OPEN_MAX = 2
+_exit_hook = False
+
+
 def _open(path: str, size: int, mtime_ns: int):
-    # One open document per worker process for consecutive pages of the same file; the key
-    # includes size and mtime so a file replaced during a long build is opened afresh.
-    return _open_document(path)
+    """A worker keeps the last documents open for the next pages of the same file; the key
+    includes size and mtime so a file replaced during a long build is opened afresh."""
+    global _exit_hook
+    key = (path, size, mtime_ns)
+    doc = _OPEN.pop(key, None)
+    if doc is None:
+        doc = _open_document(path)
+        if not _exit_hook:
+            atexit.register(close_documents)  # runs before pypdfium2's own exit hook, which warns
+            _exit_hook = True
+    _OPEN[key] = doc  # most recent last
+    while len(_OPEN) > _OPEN_MAX:
+        _OPEN.pop(next(iter(_OPEN))).close()
+    return doc
+
+
+
+def close_documents() -> None:
+    """Close the documents kept open by ``render_page``."""
+    while _OPEN:
+        _OPEN.popitem()[1].close()
 
 
 def render_page(path: str, page: int, dpi: int = DEFAULT_DPI, max_side: int = DEFAULT_MAX_SIDE):
