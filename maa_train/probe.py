@@ -328,7 +328,7 @@ def _scores(rec: _TestRecord, models: list[str], conditions: list[str], opts: Pr
                     if m != BASE:
                         diffs.setdefault(m, {})[cond] = mean_interval(correct - correct_base, opts.bootstrap,
                                                                       opts.seed)
-            results[c][group] = {"images": int(len(idx)), "rows": rows}
+            results[c][group] = {"images": len(idx), "rows": rows}
             paired[c][group] = diffs
     return results, paired
 
@@ -418,7 +418,7 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
                      "text": _feature_text(enc.pool, enc.feature_layer, enc.info), "dim": int(x.shape[1])},
         "train": the_split.train_root, "test": the_split.test_root, "split": the_split.rule,
         "classes": the_split.classes, "train_per_class": train_counts, "test_per_class": test_counts,
-        "n_train": int(len(y)), "n_test": len(rec.refs),
+        "n_train": len(y), "n_test": len(rec.refs),
         "skipped": {"train": train_skipped, "test": rec.skipped, "op_failures": rec.op_failures},
         "split_notes": the_split.notes,
         "recipe": {"name": base_recipe.name, "hash": base_recipe.hash},

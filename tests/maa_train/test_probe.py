@@ -2,6 +2,7 @@
 the whole command on tiny models, and bad input."""
 import json
 import shutil
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from maa_train.adapter import AdapterConfig
 from maa_train.checkpoint import save_adapters
 from maa_train.classifiers import KNNClassifier, LinearProbe, stratified_folds
 from maa_train.eval_cli import main as eval_main
+from maa_train.evaluate import AdapterSpec
 from maa_train.inject import AdaptedEncoder, load_vision_model
 from maa_train.labelled import LabelledSetError, split
 from maa_train.probe import BASE, ProbeError, ProbeOptions, pinned_recipe, run_probe
@@ -280,14 +282,21 @@ def test_bad_input_is_one_line_and_exit_2(setup, tmp_path, capsys, case, says):
     assert not (tmp_path / "out").exists()
 
 
-def nullcontext():
-    from contextlib import nullcontext as nc
-
-    return nc()
-
-
 def test_mechanism_command_is_unchanged(setup, capsys):
     with pytest.raises(SystemExit):
         eval_main(["--help"])
     out = capsys.readouterr().out
     assert "--data" in out and "maa-eval probe --help" in out
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_numbers(setup, cli_result):
+    specs = [AdapterSpec("fresh", setup["fresh"]), AdapterSpec("moved", setup["moved"])]
+    opts = ProbeOptions(train_per_class=6, severities=(2, 5), bootstrap=200, batch_size=7, device="cuda",
+                        precision="fp32")
+    cuda = run_probe(setup["model"], setup["data"], None, setup["recipe"], specs, opts)
+    assert cuda.meta["device"].startswith("cuda")
+    cpu = cli_result[0]["results"]["linear"]["all"]["rows"]
+    for row, by_cond in cuda.results["linear"]["all"]["rows"].items():
+        for cond, iv in by_cond.items():
+            assert abs(iv["value"] - cpu[row][cond]["value"]) <= 1 / 12 + 1e-9, (row, cond)  # one image at most
