@@ -2,7 +2,7 @@
 checkpoints and from code alike, so a bad value fails before any model loads."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 
 class AdapterConfig(BaseModel):
@@ -18,6 +18,29 @@ class AdapterConfig(BaseModel):
     use_pool: bool = True
     fp32: bool = True  # fp32 adapter parameters and residual sum (matrix work follows autocast)
     full_fp32: bool = False  # also run the matrix work in fp32 (the release's compute; slower)
+    # Which blocks carry an adapter (on their input): None, every block before the feature
+    # layer (the paper); or block indices, negative from the end ([-2, -1]: the last two).
+    # Range and feature layer are checked when the model is known (inject.adapter_blocks).
+    blocks: tuple[int, ...] | None = None
+
+    @field_validator("blocks")
+    @classmethod
+    def _blocks(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("adapter.blocks is empty; leave it null for every block up to the feature layer")
+            repeated = sorted({b for b in value if value.count(b) > 1})
+            if repeated:
+                raise ValueError(f"adapter.blocks {list(value)} repeats block(s) {repeated}")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_default_blocks(self, handler):
+        # `blocks: null` is left out, so default configs and checkpoints keep their bytes.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("blocks", 0) is None:
+            del data["blocks"]
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "AdapterConfig":
@@ -31,7 +54,7 @@ class AdapterConfig(BaseModel):
         return self
 
     def to_dict(self) -> dict:
-        return self.model_dump()
+        return self.model_dump(mode="json")  # JSON types: blocks as a list, as read back
 
     @classmethod
     def from_dict(cls, data: dict) -> "AdapterConfig":

@@ -95,16 +95,45 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))  # tuples and lists compare alike
 
 
+def adapter_blocks_of(config: dict) -> list[int] | None:
+    """The blocks a student's (or checkpoint's) adapters sit on: `adapter_blocks` when recorded
+    (a chosen `adapter.blocks`), else the first `num_adapters` blocks (the default); None when
+    the config says neither (older checkpoints, the release's import without a count)."""
+    if "adapter_blocks" in config:
+        return [int(b) for b in config["adapter_blocks"]]
+    if "num_adapters" in config:
+        return list(range(int(config["num_adapters"])))
+    return None
+
+
+def blocks_difference(saved: dict, current: dict) -> str | None:
+    """`adapter.blocks: ...` naming both sides when the adapters sit on other blocks, else None.
+    Compared resolved ([-2, -1] and [10, 11] are the same blocks of a 12-block model)."""
+    old, new = adapter_blocks_of(saved), adapter_blocks_of(current)
+    if old is None or new is None or old == new:
+        return None
+    show = lambda cfg, blocks: (f"{blocks} (adapter.blocks {(cfg.get('adapter') or {}).get('blocks')})"
+                                if "adapter_blocks" in cfg else f"{blocks} (adapter.blocks null)")
+    return f"adapter.blocks: checkpoint has adapters on blocks {show(saved, old)}, model on {show(current, new)}"
+
+
+# Adapter settings compared by `blocks_difference` (resolved) rather than as written.
+RESOLVED_FIELDS = ("blocks",)
+
+
 def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_tensors: dict) -> None:
     problems = []
     for field in COMPATIBILITY_FIELDS:
         if field in saved and field in current and _plain(saved[field]) != _plain(current[field]):
             problems.append(f"{field}: checkpoint has {saved[field]!r}, model has {current.get(field)!r}")
+    blocks = blocks_difference(saved, current)
+    if blocks:
+        problems.append(blocks)
     saved_adapter, current_adapter = saved.get("adapter") or {}, current.get("adapter") or {}
     diff = {
         k: (v, current_adapter.get(k))
         for k, v in saved_adapter.items()
-        if k not in PRECISION_FIELDS and current_adapter.get(k) != v
+        if k not in PRECISION_FIELDS + RESOLVED_FIELDS and _plain(current_adapter.get(k)) != _plain(v)
     }
     if diff:
         problems.append(f"adapter settings (checkpoint, model): {diff}")

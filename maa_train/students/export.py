@@ -1,7 +1,8 @@
 """Trained adapters inside a `transformers` LLaVA or LLaVA-NeXT model, for VLM benchmarks.
 
 `attach_adapters(model, adapters_dir)` loads an adapter checkpoint (checked against the
-model's vision tower), registers adapter i as the submodule `maa_adapter` of vision block i
+model's vision tower), registers the adapter of vision block i (every block before the
+feature layer, or those of `adapter.blocks`) as its submodule `maa_adapter`
 (the public release's parameter names: `...encoder.layers.{i}.maa_adapter.<name>`) and a
 forward pre-hook that applies it to the block's input. The hooks stay active for every
 forward, `generate()` included, so a benchmark harness that loads the model itself only
@@ -80,7 +81,9 @@ def attach_adapters(model: nn.Module, adapters_dir: str | Path) -> nn.Module:
     attachment = Attachment(source=str(adapters_dir), config=saved, grid=student.grid,
                             grid_width=student.info.hidden_size)
     cache_weights(student)  # fixed weights from here on: derive the compute weights once
-    for block, adapter in zip(find_blocks(model), student.adapters):
+    blocks = find_blocks(model)
+    for index, adapter in zip(student.adapter_blocks, student.adapters):
+        block = blocks[index]
         adapter.eval()
         block.add_module(ADAPTER_ATTR, adapter)
         attachment.handles.append(block.register_forward_pre_hook(
@@ -133,8 +136,8 @@ RELEASE_BLOCK_PREFIX = "model.vision_tower.vision_tower.vision_model.encoder.lay
 def release_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The attached adapters under the release's key names, one adapter for every block.
 
-    Blocks after the feature layer carry no trained adapter (they cannot change what the
-    language model reads); the release builds one for every block, so they are written as
+    Blocks after the feature layer (or outside `adapter.blocks`) carry no trained adapter; the
+    release builds one for every block, so they are written as
     freshly initialised adapters, which are the identity (gates at 0), and its loader finds
     every key it expects."""
     attachment = _attachment(model)

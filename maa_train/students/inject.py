@@ -1,4 +1,5 @@
-"""Adapters inside a frozen Hugging Face vision encoder, one per block, on the block's input."""
+"""Adapters inside a frozen Hugging Face vision encoder, one per block (or per block of
+``adapter.blocks``), on the block's input."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from maa_train.encoders.load import ModelInfo, describe, family_of, find_blocks,
 
 
 class AdaptedEncoder(nn.Module):
-    """A frozen vision encoder with one trainable adapter on the input of each block.
+    """A frozen vision encoder with one trainable adapter on the input of each block before the
+    feature layer (or of each block in ``adapter_cfg.blocks``).
 
     The teacher pass uses the same module with `adapters_disabled()` (or
     `features(..., adapters=False)`), so no second copy of the encoder exists.
@@ -67,13 +69,19 @@ class AdaptedEncoder(nn.Module):
         # adapter, as in the release), k == L the last block's output.
         self._capture_index = self.feature_layer % (num_layers + 1)
         # Adapters on blocks at or after the captured hidden state never change the features
-        # (LLaVA's -2 leaves the last block unused): they are not built.
-        self.num_adapters = adapters_for(self.feature_layer, num_layers)
-        if self.num_adapters == 0:
+        # (LLaVA's -2 leaves the last block unused): they are not built. Of the others, those
+        # in adapter.blocks (default: all) are; adapter i sits on block adapter_blocks[i].
+        if adapters_for(self.feature_layer, num_layers) == 0:
             raise ValueError(f"feature_layer {self.feature_layer} is the embedding output (hidden state 0): "
                              "no block adapter can change it; choose a layer in 1..L or -1..-L")
+        blocks = adapter_blocks(self.feature_layer, num_layers, self.adapter_cfg.blocks)
         factory = adapter_factory if adapter_factory is not None else partial(MAAAdapter, cfg=self.adapter_cfg)
-        self.adapters = nn.ModuleList(self._make_adapters(factory, self.num_adapters))
+        self.adapters = nn.ModuleList(self._make_adapters(factory, len(blocks)))
+        # Students whose trained part is not block adapters (LoRA, full) build none.
+        self.adapter_blocks: tuple[int, ...] = blocks if len(self.adapters) else ()
+        self.num_adapters = len(self.adapter_blocks)
+        slot = {block: i for i, block in enumerate(self.adapter_blocks)}
+        self._slots: tuple[int | None, ...] = tuple(slot.get(b) for b in range(num_layers))
         ref = next(model.parameters())
         self.adapters.to(device=ref.device)
         if not self.adapter_cfg.fp32:
@@ -94,9 +102,10 @@ class AdaptedEncoder(nn.Module):
         hidden = kwargs["hidden_states"] if in_kwargs else args[0]
         if index == self._capture_index:
             self._captured = hidden
-        if not self._enabled or index >= len(self.adapters):
+        slot = self._slots[index]  # a constant per hook: no graph break under torch.compile
+        if not self._enabled or slot is None:
             return None
-        adapted = self.adapters[index](hidden, self.grid)
+        adapted = self.adapters[slot](hidden, self.grid)
         if in_kwargs:
             return args, {**kwargs, "hidden_states": adapted}
         return (adapted, *args[1:]), kwargs
@@ -204,6 +213,9 @@ class AdaptedEncoder(nn.Module):
             "num_adapters": len(self.adapters),
             "use_projector": self.use_projector,
             "grid": asdict(self.grid),
+            # Which block each adapter sits on; recorded only for a chosen subset (the default,
+            # range(num_adapters), keeps the checkpoint's bytes as before).
+            **({"adapter_blocks": list(self.adapter_blocks)} if self.adapter_cfg.blocks is not None else {}),
         }
 
 
@@ -212,4 +224,27 @@ def adapters_for(feature_layer: int, num_layers: int) -> int:
     return min(feature_layer % (num_layers + 1), num_layers)
 
 
-__all__ = ["AdaptedEncoder", "adapters_for"]
+def adapter_blocks(feature_layer: int, num_layers: int, blocks: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The blocks (ascending, non-negative) that carry an adapter: every block that can change
+    hidden state ``feature_layer`` (``adapters_for``), or those of ``blocks`` (adapter.blocks,
+    negative from the end), each of which must be one of them."""
+    usable = adapters_for(feature_layer, num_layers)
+    if blocks is None:
+        return tuple(range(usable))
+    value = list(blocks)
+    outside = [b for b in value if not -num_layers <= b < num_layers]
+    if outside:
+        raise ValueError(f"adapter.blocks {value}: {outside} out of range for a model of depth {num_layers} "
+                         f"(blocks 0..{num_layers - 1} or {-num_layers}..-1)")
+    resolved = [b % num_layers for b in value]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"adapter.blocks {value} names a block twice ({sorted(resolved)}) for a model of "
+                         f"depth {num_layers}")
+    late = sorted(b for b in resolved if b >= usable)
+    if late:
+        raise ValueError(f"adapter.blocks {value}: block(s) {late} at or after feature layer {feature_layer} "
+                         f"of a model of depth {num_layers} cannot change the features (blocks 0..{usable - 1} can)")
+    return tuple(sorted(resolved))
+
+
+__all__ = ["AdaptedEncoder", "adapter_blocks", "adapters_for"]

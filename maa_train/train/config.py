@@ -181,6 +181,9 @@ class TrainConfig(_Strict):
                 if value:
                     raise ValueError(f"discriminator.{name}={value} but {why} trains no discriminator; "
                                      f"set discriminator.{name}=0")
+        if self.adapter.blocks is not None and self.train.student in ("lora", "full"):
+            raise ValueError(f"adapter.blocks={list(self.adapter.blocks)} but train.student={self.train.student} "
+                             "trains no block adapters; leave adapter.blocks unset")
         if self.train.max_steps is not None and d.warmup_steps >= self.train.max_steps:
             raise ValueError(f"discriminator.warmup_steps={d.warmup_steps} leaves no adapter step of "
                              f"train.max_steps={self.train.max_steps}")

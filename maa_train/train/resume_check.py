@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Any, Callable
 
-from maa_train.students.checkpoint import PRECISION_FIELDS
+from maa_train.students.checkpoint import PRECISION_FIELDS, RESOLVED_FIELDS, blocks_difference
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,15 @@ def _plain(value: Any) -> Any:
 
 def setting_differences(saved: dict, current: dict) -> list[str]:
     """`name: checkpoint -> this run` for every student setting that differs."""
-    out = []
+    blocks = blocks_difference(saved, current)
+    out = [blocks] if blocks else []
     for key in STUDENT_FIELDS:
-        if key not in saved or key not in current:
+        if key not in saved or key not in current or (blocks and key == "num_adapters"):
             continue
         old, new = _plain(saved[key]), _plain(current[key])
         if isinstance(old, dict) and isinstance(new, dict):
             out += [f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                    if k not in PRECISION_FIELDS and old.get(k) != new.get(k)]
+                    if k not in PRECISION_FIELDS + RESOLVED_FIELDS and old.get(k) != new.get(k)]
         elif old != new:
             out.append(f"{key}: {old!r} -> {new!r}")
     return out
