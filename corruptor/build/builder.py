@@ -26,15 +26,18 @@ from typing import Any
 
 from corruptor.ops.registry import load_all
 from corruptor.run.distributor import DISTRIBUTORS, run_shards
-from corruptor.build.planner import Plan, PlanError, plan
+from corruptor.build.planner import Plan, PlanError, anchor_paths, plan
 from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
 from corruptor.build.worker import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ShardTask, WorkerConfig, process_shard
-from corruptor.build.writer import read_stats, remove_partials
-from maa_format.io import atomic_write, json_bytes
+from corruptor.build.writer import file_sha256, read_stats, remove_partials
+from maa_format.io import atomic_write, canonical_json
 from maa_format.layout import (DATASET_FILE, FORMAT, MASKS_DIR, PLAN_FILE, SHARDS_DIR, FormatError, ShardPaths,
                                check_format, shard_name)
 
 MODES: tuple[str, ...] = ("resume", "overwrite")
+# A build whose failed samples exceed this fraction of its rows fails (the shards are kept):
+# a recipe or source that breaks every sample must not end as a quiet, short dataset.
+DEFAULT_MAX_FAILED = 0.05
 
 
 class BuildError(RuntimeError):
@@ -61,6 +64,7 @@ class BuildConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
     progress: bool = False
+    max_failed: float = DEFAULT_MAX_FAILED   # highest accepted failed/rows fraction (not part of the plan)
     # Set by rebuild: reuse this plan instead of scanning sources.
     plan_override: Plan | None = field(default=None, repr=False)
 
@@ -76,6 +80,8 @@ class BuildConfig:
             raise BuildError(f"variants must be >= 1, got {self.variants}")
         if self.retries < 0:
             raise BuildError(f"retries must be >= 0, got {self.retries}")
+        if not (0.0 <= float(self.max_failed) <= 1.0):
+            raise BuildError(f"max_failed must be a fraction in [0, 1], got {self.max_failed}")
 
 
 @dataclass
@@ -92,6 +98,17 @@ class BuildReport:
     failed_shards: dict[str, str] = field(default_factory=dict)
     removed_partials: int = 0
     ok_run: int = 0          # pairs made by this run (resumed shards excluded)
+    target: int = 0
+    damaged_shards: list[str] = field(default_factory=list)   # done markers that lied: redone
+
+    @property
+    def shortfall(self) -> int:
+        """Planned pairs that are not in the dataset (failed or skipped samples are not replaced)."""
+        return max(0, self.target - self.ok)
+
+    @property
+    def failed_fraction(self) -> float:
+        return self.failed / self.rows if self.rows else 0.0
 
     @property
     def pairs_per_s(self) -> float:
@@ -102,6 +119,8 @@ class BuildReport:
         d = asdict(self)
         d["out"] = str(self.out)
         d["pairs_per_s"] = round(self.pairs_per_s, 3)
+        d["shortfall"] = self.shortfall
+        d["failed_fraction"] = round(self.failed_fraction, 6)
         return d
 
 
@@ -178,7 +197,8 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
     except OSError as exc:
         raise BuildError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
     if not plan_path.exists():
-        atomic_write(plan_path, json_bytes({"build": fingerprint, "plan": new_plan.to_dict()}))
+        # ASCII JSON: a file name that is not UTF-8 is kept exactly (as an escaped surrogate).
+        atomic_write(plan_path, canonical_json({"build": fingerprint, "plan": new_plan.to_dict()}, ascii=True))
 
 
 def _fingerprint(cfg: BuildConfig, recipe, mask_cfg: dict | None) -> dict[str, Any]:
@@ -219,10 +239,14 @@ def build(cfg: BuildConfig) -> BuildReport:
                         mask_source=mask_cfg, mask_root=str(out / MASKS_DIR) if mask_cfg else None,
                         max_pixels=cfg.max_pixels, min_side=cfg.min_side,
                         cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None)
-    tasks, resumed = [], 0
+    tasks, resumed, damaged = [], 0, []
     for index, shard in enumerate(the_plan.shards):
         paths = ShardPaths.of(out / SHARDS_DIR, index)
         stats = read_stats(paths.stats)
+        if stats is not None and shard_damage(paths, stats) is not None:
+            damaged.append(shard_name(index))   # a marker is only trusted with the bytes it describes
+            paths.stats.unlink()
+            stats = None
         if stats is not None and cfg.retry_failed and stats.get("transient_failures", 0) > 0:
             paths.stats.unlink()
             stats = None
@@ -251,17 +275,49 @@ def build(cfg: BuildConfig) -> BuildReport:
                            "rows": stats["rows"], "tar_sha256": stats["tar_sha256"]})
     report = BuildReport(out=out, shards=len(the_plan.shards), shards_run=len(tasks), shards_resumed=resumed,
                          seconds=time.perf_counter() - start, failed_shards=failed_shards,
-                         removed_partials=len(removed), ok_run=ok_run, **totals)
+                         removed_partials=len(removed), ok_run=ok_run, target=the_plan.target,
+                         damaged_shards=damaged, **totals)
     if failed_shards:
         first = next(iter(failed_shards.items()))
         raise BuildError(f"{len(failed_shards)} shard(s) failed after {cfg.retries} retries "
                          f"(first: {first[0]}: {first[1]}); the others are kept, run the same command to resume")
-    write_dataset_json(out, recipe, the_plan, fingerprint, totals, shard_list)
+    check_failures(out, report, cfg.max_failed)
+    write_dataset_json(out, recipe, the_plan, fingerprint, {**totals, "shortfall": report.shortfall}, shard_list,
+                       max_failed=cfg.max_failed)
     return report
 
 
+def shard_damage(paths: ShardPaths, stats: dict[str, Any]) -> str | None:
+    """Why a done shard's files do not match its marker (None: they do). Size first (cheap),
+    then the sha256 the writer recorded, so a truncated or edited tar is redone, not trusted."""
+    if not paths.manifest.is_file():
+        return "manifest missing"
+    try:
+        size = paths.tar.stat().st_size
+    except OSError:
+        return "tar missing"
+    if "tar_bytes" in stats and size != stats["tar_bytes"]:
+        return f"tar has {size} bytes, the marker says {stats['tar_bytes']}"
+    if stats.get("tar_sha256") and file_sha256(paths.tar) != stats["tar_sha256"]:
+        return "tar sha256 differs from the marker's"
+    return None
+
+
+def check_failures(out: Path, report: BuildReport, max_failed: float) -> None:
+    """No dataset.json for a build with no pairs, or with more failed samples than allowed;
+    the shards stay, so ``--max-failed`` can be raised and the same command rerun at no cost."""
+    if report.ok == 0:
+        raise BuildError(f"{out}: no pairs were made ({report.failed} failed, {report.skipped} skipped of "
+                         f"{report.rows}); see the 'error' column of shards/*.parquet or `corruptor stats {out}`")
+    if report.failed_fraction > max_failed:
+        raise BuildError(f"{out}: {report.failed} of {report.rows} samples failed ({report.failed_fraction:.1%}), "
+                         f"more than --max-failed {max_failed:g}; see `corruptor stats {out}` for the reasons, "
+                         f"or rerun with a higher --max-failed to accept them (finished shards are kept)")
+
+
 def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str, Any],
-                       totals: dict[str, int], shard_list: list[dict[str, Any]]) -> None:
+                       totals: dict[str, int], shard_list: list[dict[str, Any]],
+                       max_failed: float = DEFAULT_MAX_FAILED) -> None:
     doc = {
         "format": FORMAT,
         "code_version": code_version(),
@@ -272,6 +328,8 @@ def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str,
         "shard_size": the_plan.shard_size,
         "image_format": recipe.output.format,
         "counts": {**totals, "shards": len(shard_list), "pairs": totals["ok"]},
+        # Failed and skipped samples are not replaced: counts.shortfall pairs are missing from the target.
+        "max_failed": max_failed,
         "sources": the_plan.sources,
         "quotas": the_plan.quotas,
         "mask_source": fingerprint.get("mask_source"),
@@ -281,7 +339,7 @@ def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str,
         # The op -> family table readers group by (maa-eval), so they need no op registry.
         "op_families": {name: op.family for name, op in load_all().items()},
     }
-    atomic_write(out / DATASET_FILE, json_bytes(doc))
+    atomic_write(out / DATASET_FILE, canonical_json(doc, ascii=True))   # ASCII: any source path fits
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
@@ -313,6 +371,7 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
         raise BuildError("rebuild needs a new --out folder, not the old dataset's")
     _load_recipe(recipe)  # a bad recipe fails before anything is written
     old_plan, old_fp = load_plan(old_dir)
+    old_plan = anchor_paths(old_plan, old_dir.resolve())   # an old plan's relative paths: read from the dataset
     load_dataset(old_dir)  # only finished datasets are rebuilt
     old_masks = old_dir / MASKS_DIR
     if old_masks.is_dir():

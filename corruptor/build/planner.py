@@ -8,7 +8,8 @@ keys in the same shards.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from maa_format.io import canonical_json, content_hash
@@ -147,6 +148,31 @@ def plan(
     shards = [samples[i: i + shard_size] for i in range(0, len(samples), shard_size)]
     return Plan(seed=seed, target=target, shard_size=shard_size, sources=[s.to_dict() for s in sources],
                 items=items, shards=shards, quotas=quotas)
+
+
+_PATH_LOCATORS = ("file", "tar")   # locator types whose first argument is a file path
+
+
+def anchor_paths(the_plan: Plan, base: str | os.PathLike) -> Plan:
+    """``the_plan`` with relative source and locator paths read from ``base``.
+
+    Plans written since paths are stored absolute need nothing; an older plan holds paths
+    as they were typed, relative to a folder nobody recorded: rebuild reads them from the
+    dataset's folder (``base``) instead of the current one, so the result does not depend
+    on where the command runs."""
+    def fix(path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(os.fspath(base), path)
+
+    def fix_locator(loc):
+        if loc is None or loc.type not in _PATH_LOCATORS or not loc.args or os.path.isabs(loc.args[0]):
+            return loc
+        return replace(loc, args=(fix(loc.args[0]), *loc.args[1:]))
+
+    items = [replace(it, locator=fix_locator(it.locator), dis_locator=fix_locator(it.dis_locator))
+             for it in the_plan.items]
+    sources = [s if str(s.get("path", "")).startswith(("synthetic:", "embedded:")) else {**s, "path": fix(s["path"])}
+               for s in the_plan.sources]
+    return replace(the_plan, items=items, sources=sources)
 
 
 def _key_ref(item: SourceItem) -> str:

@@ -66,6 +66,20 @@ def int_at_least(low: int):
     return parse
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:   # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text}")
+    return value
+
+
+fraction.__name__ = "fraction in [0, 1]"
+
+
 def add_run_args(p) -> None:
     p.add_argument("--distributor", default="local", choices=("local", "ray"))
     p.add_argument("--workers", type=int_at_least(1), default=1, help="parallel shard workers (processes or Ray tasks)")
@@ -75,6 +89,9 @@ def add_run_args(p) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun done shards whose samples failed transiently (I/O, memory)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-failed", type=fraction, default=0.05,
+                   help="fail the build when more than this fraction of samples failed (default 0.05); "
+                        "failed samples are not replaced, the summary says how far the target was missed")
 
 
 def register(sub):
@@ -140,7 +157,8 @@ def run(args) -> int:
                           shard_size=shard_size, variants=args.variants, crops=args.crops,
                           distributor=args.distributor, workers=args.workers, retries=args.retries,
                           ray_address=args.ray_address, mode=args.mode, retry_failed=args.retry_failed,
-                          mask_source=mask_settings(args), progress=not args.no_progress and sys.stderr.isatty())
+                          mask_source=mask_settings(args), progress=progress_mode(args),
+                          max_failed=args.max_failed)
         report = build(cfg)
     except (SourceError, BuildError) as exc:
         raise UsageError(str(exc)) from None
@@ -148,10 +166,24 @@ def run(args) -> int:
     return 0
 
 
+def progress_mode(args) -> str | bool:
+    """A bar on a terminal; periodic one-line reports in a log (stderr redirected); or nothing."""
+    if args.no_progress:
+        return False
+    return True if sys.stderr.isatty() else "log"
+
+
 def print_report(report, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
+    if report.damaged_shards:
+        print(f"redid {len(report.damaged_shards)} finished shard(s) whose tar did not match its done marker: "
+              f"{', '.join(report.damaged_shards)}", file=sys.stderr)
+    if report.shortfall:
+        print(f"target {report.target} not reached: {report.shortfall} pair(s) short "
+              f"({report.failed} failed, {report.skipped} skipped; failed samples are not replaced)",
+              file=sys.stderr)
     print(f"{report.out}: {report.ok} pairs in {report.shards} shard(s) "
           f"({report.shards_run} run, {report.shards_resumed} already done); "
           f"failed {report.failed}, skipped {report.skipped}; {report.seconds:.1f} s"
