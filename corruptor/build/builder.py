@@ -16,6 +16,7 @@ only shards without a done marker, so the result is byte-identical to one run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ from maa_format.layout import (DATASET_FILE, FORMAT, MASKS_DIR, PLAN_FILE, SHARD
                                check_format, shard_name)
 
 MODES: tuple[str, ...] = ("resume", "overwrite")
+log = logging.getLogger(__name__)
 # A build whose failed samples exceed this fraction of its rows fails (the shards are kept):
 # a recipe or source that breaks every sample must not end as a quiet, short dataset.
 DEFAULT_MAX_FAILED = 0.05
@@ -100,6 +102,7 @@ class BuildReport:
     ok_run: int = 0          # pairs made by this run (resumed shards excluded)
     target: int = 0
     damaged_shards: list[str] = field(default_factory=list)   # done markers that lied: redone
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def shortfall(self) -> int:
@@ -216,9 +219,31 @@ def make_plan(cfg: BuildConfig) -> Plan:
         raise BuildError(str(exc)) from None
 
 
+@dataclass
+class DryRun:
+    plan: Plan
+    lines: list                          # plan_summary.SourceLine per source
+    warnings: list[str]
+
+
+def dry_run(cfg: BuildConfig) -> DryRun:
+    """Every check a build makes before its first shard, and the plan it would run; writes nothing."""
+    from corruptor.build.plan_summary import plan_warnings, summarize
+
+    cfg.check()
+    recipe = _load_recipe(cfg.recipe)
+    _check_crops(cfg, recipe)
+    _mask_config(recipe, cfg.mask_source)
+    the_plan = make_plan(cfg)
+    lines = summarize(the_plan)
+    return DryRun(the_plan, lines, plan_warnings(lines))
+
+
 def build(cfg: BuildConfig) -> BuildReport:
     """Run (or resume) a build. Raises ``BuildError`` before work on bad input, after
     work when shards failed (the others are kept; run again to resume)."""
+    from corruptor.build.plan_summary import plan_warnings, summarize
+
     start = time.perf_counter()
     cfg.check()
     out = Path(cfg.out)
@@ -226,6 +251,9 @@ def build(cfg: BuildConfig) -> BuildReport:
     _check_crops(cfg, recipe)
     mask_cfg = _mask_config(recipe, cfg.mask_source)
     the_plan = make_plan(cfg)
+    plan_notes = plan_warnings(summarize(the_plan))
+    for note in plan_notes:   # before any work: the user can still stop and change the target
+        log.warning(note)
     fingerprint = _fingerprint(cfg, recipe, mask_cfg)
     _prepare_out(out, cfg.mode, the_plan, fingerprint)
     removed = remove_partials(out / SHARDS_DIR)
@@ -276,7 +304,7 @@ def build(cfg: BuildConfig) -> BuildReport:
     report = BuildReport(out=out, shards=len(the_plan.shards), shards_run=len(tasks), shards_resumed=resumed,
                          seconds=time.perf_counter() - start, failed_shards=failed_shards,
                          removed_partials=len(removed), ok_run=ok_run, target=the_plan.target,
-                         damaged_shards=damaged, **totals)
+                         damaged_shards=damaged, warnings=plan_notes, **totals)
     if failed_shards:
         first = next(iter(failed_shards.items()))
         raise BuildError(f"{len(failed_shards)} shard(s) failed after {cfg.retries} retries "

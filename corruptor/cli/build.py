@@ -114,6 +114,9 @@ def register(sub):
     p.add_argument("--crops", type=int_at_least(1), default=1,
                    help="random crops per variant (recipe output.crop: random)")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and print the plan (per source: images, variants, crops, pairs); "
+                        "write nothing")
     add_run_args(p)
     add_mask_args(p)
     p.set_defaults(func=run)
@@ -129,7 +132,7 @@ def _demo_recipe():
 
 
 def run(args) -> int:
-    from corruptor.build.builder import BuildConfig, BuildError, build
+    from corruptor.build.builder import BuildConfig, BuildError, build, dry_run
     from corruptor.sources.sources import SourceError, demo_sources, parse_kind_arg, parse_source_arg
 
     try:
@@ -159,10 +162,27 @@ def run(args) -> int:
                           ray_address=args.ray_address, mode=args.mode, retry_failed=args.retry_failed,
                           mask_source=mask_settings(args), progress=progress_mode(args),
                           max_failed=args.max_failed)
+        if args.dry_run:
+            return print_dry_run(dry_run(cfg), args.json)
         report = build(cfg)
     except (SourceError, BuildError) as exc:
         raise UsageError(str(exc)) from None
     print_report(report, args.json)
+    return 0
+
+
+def print_dry_run(result, as_json: bool) -> int:
+    from corruptor.build.plan_summary import format_table, to_dicts
+
+    if as_json:
+        print(json.dumps({"target": result.plan.target, "shards": len(result.plan.shards),
+                          "sources": to_dicts(result.lines), "warnings": result.warnings}, indent=2))
+        return 0
+    print(format_table(result.lines))
+    print(f"{result.plan.target} pairs in {len(result.plan.shards)} shard(s) of {result.plan.shard_size}; "
+          "dry run: nothing written")
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 
