@@ -386,8 +386,14 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Any]]:
         raise BuildError(f"{path} does not exist or is not a folder")
     if not p.is_file():
         raise BuildError(f"{path} has no {PLAN_FILE}: not a dataset built by corruptor")
-    doc = json.loads(p.read_text())
-    return Plan.from_dict(doc["plan"]), doc.get("build", {})
+    try:   # a hand-edited or damaged plan: one line naming the file, not a traceback
+        doc = json.loads(p.read_text())
+        build_fp = doc.get("build", {})
+        if not isinstance(build_fp, dict):
+            raise TypeError(f"'build' is {type(build_fp).__name__}, not an object")
+        return Plan.from_dict(doc["plan"]), build_fp
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise BuildError(f"{p}: malformed plan ({type(exc).__name__}: {exc})") from None
 
 
 def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: Any) -> BuildReport:
@@ -405,7 +411,10 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
     if old_masks.is_dir():
         _link_tree(old_masks, out_dir / MASKS_DIR)
     mask_source = overrides.pop("mask_source", None) or old_fp.get("mask_source")
-    specs = [SourceSpec(s["name"], s["path"], s["kind"], s["weight"]) for s in old_plan.sources]
+    try:
+        specs = [SourceSpec(s["name"], s["path"], s["kind"], s["weight"]) for s in old_plan.sources]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BuildError(f"{old_dir / PLAN_FILE}: malformed source entry ({type(exc).__name__}: {exc})") from None
     cfg = BuildConfig(recipe=recipe, sources=specs, out=out_dir, target=old_plan.target, seed=old_plan.seed,
                       shard_size=old_plan.shard_size, variants=old_fp.get("variants"), crops=old_fp.get("crops", 1),
                       mask_source=mask_source, max_pixels=old_fp.get("max_pixels", DEFAULT_MAX_PIXELS),
