@@ -65,7 +65,7 @@ class BuildConfig:
     mask_source: Any = None              # MaskSourceConfig, a mapping, or None for the default
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
-    progress: bool = False
+    progress: bool | str = False          # True: a bar; "log": a plain line every 30 s (stderr not a terminal)
     max_failed: float = DEFAULT_MAX_FAILED   # highest accepted failed/rows fraction (not part of the plan)
     # Set by rebuild: reuse this plan instead of scanning sources.
     plan_override: Plan | None = field(default=None, repr=False)
