@@ -191,7 +191,11 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
         old = json.loads(plan_path.read_text())
         old_fp = old.get("build", {})
         diffs = [k for k in sorted(set(fingerprint) | set(old_fp)) if fingerprint.get(k) != old_fp.get(k)]
-        if diffs or Plan.from_dict(old["plan"]).hash != new_plan.hash:
+        old_plan = Plan.from_dict(old["plan"])
+        # A plan written before paths were stored absolute holds them as typed, relative to
+        # the folder the build ran in: the resume of such a build runs from there too.
+        same = new_plan.hash in (old_plan.hash, anchor_paths(old_plan, os.getcwd()).hash)
+        if diffs or not same:
             what = ", ".join(diffs) or "sources (files added, removed or renamed)"
             raise BuildError(f"--out {out} holds a build with different settings ({what}); "
                              "use --mode overwrite to replace it or choose another --out")

@@ -207,3 +207,15 @@ def test_link_device_and_fifo_members_of_a_source_tar_get_rows(tmp_path):
         assert rows[ref]["status"] == "failed" and rows[ref]["error_kind"] == "permanent"
         assert rows[ref]["error"] == f"not_regular_file: tar member is {what}, not read"
     assert report.ok == 2
+
+
+def test_a_build_started_with_relative_paths_by_older_code_resumes(tmp_path, monkeypatch):
+    make_photos(tmp_path / "src", 4)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "ds"
+    build(cfg("src", out))
+    plan = out / "plan.json"
+    plan.write_text(plan.read_text().replace(str(tmp_path / "src"), "src"))   # as older code wrote it
+    (out / "shards" / "000001.stats.json").unlink()                          # one shard left to do
+    report = build(cfg("src", out))
+    assert report.shards_run == 1 and report.ok == 8
