@@ -17,14 +17,19 @@ the bar keeps each task's highest count and never counts an item twice.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import queue as queue_mod
 import signal
+import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,16 +44,59 @@ class ShardOutcome:
         return self.error is None
 
 
+LOG_INTERVAL_S = 30.0   # seconds between progress lines when stderr is a log, not a terminal
+
+
+class _LogLines:
+    """The tqdm calls Progress makes, written as one plain line every LOG_INTERVAL_S seconds
+    (a bar's carriage returns are unreadable in a log file, and silence looks like a hang)."""
+
+    def __init__(self, total: int, desc: str, stream: Any = None):
+        self.total, self.desc, self.n, self.failed = total, desc, 0, 0
+        self.stream = stream
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= LOG_INTERVAL_S:
+            self.last = now
+            self._line(now)
+
+    def set_postfix(self, failed_shards: int = 0, refresh: bool = False) -> None:
+        self.failed = failed_shards
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.n / elapsed
+        left = self.total - self.n
+        eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
+        pct = 100.0 * self.n / self.total if self.total else 100.0
+        failed = f", {self.failed} failed shard(s)" if self.failed else ""
+        return (f"{self.desc}: {self.n}/{self.total} pairs ({pct:.1f}%), {rate:.2f} pairs/s, "
+                f"ETA {eta}, {elapsed:.0f} s elapsed{failed}")
+
+    def _line(self, now: float) -> None:
+        stream = self.stream or sys.stderr
+        print(self.line(now), file=stream, flush=True)
+
+    def close(self) -> None:
+        self._line(time.monotonic())
+
+
 class Progress:
     """tqdm over items (pairs): each task's count is its highest reported ``done``, so a
-    retried task is not counted twice; pairs/s and ETA move with every report."""
+    retried task is not counted twice; pairs/s and ETA move with every report.
+    ``enabled="log"`` writes periodic plain lines instead of a bar (stderr is not a terminal)."""
 
-    def __init__(self, sizes: Sequence[int], enabled: bool, desc: str = "build"):
+    def __init__(self, sizes: Sequence[int], enabled: bool | str, desc: str = "build"):
         self.bar = None
         self.sizes = list(sizes)
         self.done = [0] * len(self.sizes)
         self.failed = 0
-        if enabled:
+        if enabled == "log":
+            self.bar = _LogLines(sum(self.sizes), desc)
+        elif enabled:
             from tqdm import tqdm
 
             self.bar = tqdm(total=sum(self.sizes), unit="pair", desc=desc, smoothing=0.05, dynamic_ncols=True)
@@ -117,11 +165,45 @@ def _call_reporting(worker_fn: Callable[[Any], Any], index: int, task: Any,
         _reporter = None
 
 
-def _init_pool_worker(progress_queue: Any) -> None:
+PR_SET_PDEATHSIG = 1        # linux/prctl.h
+WATCHDOG_INTERVAL_S = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when the driver does, however it dies (SIGKILL included):
+    otherwise orphaned workers finish their queue and then hang on a dead pipe.
+
+    Linux: the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG). Everywhere,
+    and in case the signal was armed too late or the spawning thread was not the driver's
+    main one: a daemon thread polls the parent id and exits the process when it changes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (odd libc): the watchdog still works
+            pass
+    if os.getppid() != parent_pid:   # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCHDOG_INTERVAL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)   # no cleanup: a half-written shard is only temp files, removed next run
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_pool_worker(progress_queue: Any, parent_pid: int | None = None) -> None:
     global _progress_queue
     # Ctrl-C reaches the whole process group; the driver alone handles it (by stopping the
     # pool), otherwise each worker would abort its shard and then take the next one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _progress_queue = progress_queue
 
 
@@ -190,7 +272,7 @@ def run_local(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers:
         while todo:
             # A killed worker breaks the whole pool: start a fresh one for what is left.
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker,
-                                     initargs=(progress_queue,)) as pool:
+                                     initargs=(progress_queue, os.getpid())) as pool:
                 try:
                     todo = _run_pool_round(pool, todo, tasks, worker_fn, attempts, retries, outcomes, bar,
                                            progress_queue)
