@@ -85,3 +85,14 @@ def test_cache_get_runs_checks_area(tmp_path):
     assert size == (20, 30) and [int(r[1::2].sum()) for r in runs] == [int(m.sum()) for m in masks]
     assert cache.get_runs(sha, (21, 30)) is None  # wrong image size: discarded, a miss
     assert not cache.path(sha).exists()
+
+
+def test_memo_byte_budget_keeps_the_current_source():
+    memo = SourceMemo(max_sources=8, max_bytes=1000)
+    memo.get("a", "k", lambda: np.zeros(600, np.uint8))
+    memo.get("b", "k", lambda: np.zeros(600, np.uint8))  # 1200 > 1000: "a" goes
+    calls = []
+    memo.get("a", "k", lambda: calls.append(1) or np.zeros(600, np.uint8))
+    assert calls == [1]
+    big = memo.get("c", "k", lambda: np.zeros(5000, np.uint8))  # over budget alone: kept while current
+    assert memo.get("c", "k", lambda: None) is big
