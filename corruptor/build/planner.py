@@ -150,6 +150,13 @@ def plan(
                 variant, crop = (item.version, r) if paired else (r // crops, r % crops)
                 samples.append(PlannedSample(sample_key(src.spec.name, _key_ref(item), variant, crop),
                                              base + int(idx), variant, crop))
+    # Keep only the items the plan uses (in scan order): a 75K-pair plan over a million
+    # listed files otherwise carries, serialises and hashes every one of them.
+    used = sorted({s.item for s in samples})
+    if len(used) < len(items):
+        remap = {old: new for new, old in enumerate(used)}
+        items = [items[i] for i in used]
+        samples = [PlannedSample(s.key, remap[s.item], s.variant, s.crop) for s in samples]
     keys = [s.key for s in samples]
     if len(set(keys)) != len(keys):
         raise PlanError("sample keys collide (two refs with the same sha1 prefix); rename one of the files")

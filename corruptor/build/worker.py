@@ -28,6 +28,7 @@ from corruptor.run.distributor import report_progress
 from maa_format.rng import rng_for
 from corruptor.sources.sources import ItemReadError, NotRegularFile, SourceItem
 from corruptor.build.writer import ShardWriter, json_bytes, shard_name
+from corruptor.build.source_memo import MEMO
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 8
@@ -297,11 +298,12 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
     data = item.read()
     sha = hashlib.sha256(data).hexdigest()
     row["sha256"] = sha
-    source_image, notes = decode(data, cfg.max_pixels, cfg.min_side)
+    source_image, notes = MEMO.get(sha, ("decode", cfg.max_pixels, cfg.min_side),
+                                   lambda: decode(data, cfg.max_pixels, cfg.min_side))
     sh, sw = source_image.shape[:2]
     row.update(source_width=sw, source_height=sh)
     geometry = plan_geometry((sh, sw), size, crop, rng_for(cfg.seed, key, "crop"))
-    clean = geometry.apply(source_image)
+    clean = MEMO.get(sha, ("clean", geometry), lambda: geometry.apply(source_image))
     provenance: dict[str, Any] = {
         "key": key, "source": item.source, "source_path": printable(item.ref), "source_sha256": sha,
         "source_size": [sw, sh], "recipe_hash": cfg.recipe_hash, "seed": cfg.seed,
@@ -346,7 +348,9 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
     if degraded.shape != clean.shape:
         raise SampleFailure(f"shape: degraded {degraded.shape} differs from clean {clean.shape}")
     ext = IMAGE_EXT[fmt]
-    files = {f"clean.{ext}": encode(clean, fmt, quality), f"degraded.{ext}": encode(degraded, fmt, quality)}
+    # The clean crop of a source is the same for each of its variants: encode it once.
+    clean_bytes = MEMO.get(sha, ("clean-bytes", geometry, fmt, quality), lambda: encode(clean, fmt, quality))
+    files = {f"clean.{ext}": clean_bytes, f"degraded.{ext}": encode(degraded, fmt, quality)}
     if mask_png is not None:
         files["mask.png"] = mask_png
     files["json"] = json_bytes(provenance)
@@ -380,6 +384,17 @@ def _masks_for(item: SourceItem, sha: str, image: np.ndarray, geometry: Geometry
 
     source, cache = _mask_cache(json.dumps(cfg.mask_source, sort_keys=True), cfg.mask_root)
 
+    def load_cached():
+        from corruptor.build.mask_view import CroppedMasks
+
+        def view():
+            runs = cache.get_runs(sha, image.shape[:2])
+            if runs is None:  # vanished or corrupt since has(): segment again, eagerly
+                return load()
+            return CroppedMasks(runs[0], runs[1], geometry)
+
+        return MEMO.get(sha, ("masks", cfg.mask_root, json.dumps(cfg.mask_source, sort_keys=True), geometry), view)
+
     def load() -> list[np.ndarray]:
         try:
             masks = cache.get_or_compute(source, sha, image)
@@ -392,7 +407,7 @@ def _masks_for(item: SourceItem, sha: str, image: np.ndarray, geometry: Geometry
                 out.append(mm)
         return out
 
-    return load if cache.has(sha) else load()
+    return load_cached if cache.has(sha) else load()
 
 
 # --- one shard -------------------------------------------------------------------------

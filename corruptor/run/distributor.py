@@ -353,23 +353,26 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
     # At most `workers` tasks in flight: on a shared cluster this is the build's share.
     queue = list(range(len(tasks)))[::-1]
     running: dict[Any, int] = {}
+    from corruptor.run.signals import terminate_raises
+
     try:
-        while queue or running:
-            while queue and len(running) < max(1, workers):
-                i = queue.pop()
-                running[remote.remote(fn_ref, i, tasks[i], counter)] = i
-            done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL_S if counter else None)
-            if counter is not None:
-                for i, n in ray.get(counter.take.remote()).items():
-                    bar.update(i, n)
-            for ref in done:
-                i = running.pop(ref)
-                try:
-                    outcomes[i] = ShardOutcome(i, ray.get(ref), None)
-                except Exception as exc:
-                    outcomes[i] = ShardOutcome(i, None, _describe(exc), retries + 1)
-                bar.finish(i, outcomes[i].ok)
-    except BaseException:   # Ctrl-C: stop the shards in flight instead of leaving them to the cluster
+        with terminate_raises():  # SIGTERM cancels the shards in flight, as Ctrl-C does
+            while queue or running:
+                while queue and len(running) < max(1, workers):
+                    i = queue.pop()
+                    running[remote.remote(fn_ref, i, tasks[i], counter)] = i
+                done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL_S if counter else None)
+                if counter is not None:
+                    for i, n in ray.get(counter.take.remote()).items():
+                        bar.update(i, n)
+                for ref in done:
+                    i = running.pop(ref)
+                    try:
+                        outcomes[i] = ShardOutcome(i, ray.get(ref), None)
+                    except Exception as exc:
+                        outcomes[i] = ShardOutcome(i, None, _describe(exc), retries + 1)
+                    bar.finish(i, outcomes[i].ok)
+    except BaseException:   # Ctrl-C or SIGTERM: stop the shards in flight instead of leaving them to the cluster
         for ref in running:
             ray.cancel(ref, force=True)
         raise
