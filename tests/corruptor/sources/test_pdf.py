@@ -12,11 +12,11 @@ from PIL import Image
 pytest.importorskip("pypdfium2")
 
 from corruptor.build.builder import BuildConfig, build  # noqa: E402
-from corruptor.pdf_source import PdfOptionError, parse_pdf_path, render_page  # noqa: E402
+from corruptor.sources.pdf import PdfOptionError, parse_pdf_path, render_page  # noqa: E402
 from corruptor.sources.sources import ItemReadError, SourceError, SourceSpec, parse_source_arg, scan_source  # noqa: E402
 
 from tests.corruptor.build.build_fixtures import GLOBAL_RECIPE, dataset_bytes  # noqa: E402
-from .pdfkit import BAD_PDFS, make_pdf_folder  # noqa: E402
+from tests.corruptor.sources.pdfkit import BAD_PDFS, make_pdf_folder  # noqa: E402
 
 GOOD_REFS = ["a.pdf#page=0001", "a.pdf#page=0002", "a.pdf#page=0003", "sub/b.pdf#page=0001", "sub/b.pdf#page=0002"]
 
