@@ -104,7 +104,7 @@ class _Source:
             if args[0] != want:
                 raise self.fail(field, f"synthetic generator {args[0]!r} is not the source's ({want!r})")
         elif kind == "pdf":
-            from corruptor.pdf_source import PdfOptionError, parse_pdf_path
+            from corruptor.sources.pdf import PdfOptionError, parse_pdf_path
 
             try:
                 root = parse_pdf_path(self.spec.path).path

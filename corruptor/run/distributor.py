@@ -347,8 +347,7 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_ray_call)
     outcomes: list[ShardOutcome | None] = [None] * len(tasks)
     bar = Progress([_size(t) for t in tasks], progress)
-    # Zero CPUs: the counter never takes a slot a shard could use.
-    counter = ray.remote(num_cpus=0)(_RayProgress).remote() if bar.enabled else None
+    counter = _progress_mailbox(ray) if bar.enabled else None
     fn_ref = ray.put(worker_fn)
     # At most `workers` tasks in flight: on a shared cluster this is the build's share.
     queue = list(range(len(tasks)))[::-1]
@@ -363,7 +362,11 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
                     running[remote.remote(fn_ref, i, tasks[i], counter)] = i
                 done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL_S if counter else None)
                 if counter is not None:
-                    for i, n in ray.get(counter.take.remote()).items():
+                    try:
+                        counts = ray.get(counter.take.remote())
+                    except ray.exceptions.RayError:   # the mailbox is gone: progress per finished shard only
+                        counter, counts = None, {}
+                    for i, n in counts.items():
                         bar.update(i, n)
                 for ref in done:
                     i = running.pop(ref)
@@ -379,10 +382,26 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
     finally:
         bar.close()
         if counter is not None:
-            ray.kill(counter)
+            try:
+                ray.kill(counter)
+            except ray.exceptions.RayError:   # already gone with its node
+                pass
         if started:  # a local cluster we started must not outlive the build
             ray.shutdown()
     return outcomes  # type: ignore[return-value]
+
+
+def _progress_mailbox(ray):
+    """The progress actor, on the driver's node: placed on another node it would die with that
+    node, and a lost node must cost only its shards' retries, never the build. Zero CPUs: it
+    never takes a slot a shard could use."""
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+        return ray.remote(num_cpus=0, scheduling_strategy=here)(_RayProgress).remote()
+    except (ImportError, AttributeError, TypeError):   # an older Ray without node affinity
+        return ray.remote(num_cpus=0)(_RayProgress).remote()
 
 
 class _RayProgress:
