@@ -276,7 +276,8 @@ def build(cfg: BuildConfig) -> BuildReport:
     wcfg = WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
                         mask_source=mask_cfg, mask_root=str(out / MASKS_DIR) if mask_cfg else None,
                         max_pixels=cfg.max_pixels, min_side=cfg.min_side,
-                        cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None)
+                        cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None,
+                        source_kinds={src["name"]: src["kind"] for src in the_plan.sources})
     tasks, resumed, damaged = [], 0, []
     for index, shard in enumerate(the_plan.shards):
         paths = ShardPaths.of(out / SHARDS_DIR, index)

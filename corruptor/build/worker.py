@@ -49,6 +49,8 @@ class WorkerConfig:
     min_side: int = DEFAULT_MIN_SIDE
     # 1 when several workers share the cores: OpenCV's own threads would oversubscribe them.
     cv2_threads: int | None = None
+    # source name -> kind (photo, web, ocr): picks the recipe's stages for a kind (recipe.kinds)
+    source_kinds: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,13 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
         if item.meta is not None:  # the release's metadata.jsonl record of this pair
             provenance["release_metadata"] = item.meta
     else:
+        if recipe.kinds:
+            # Only a recipe with a kinds section records them: older recipes keep byte-identical shards.
+            kind = cfg.source_kinds.get(item.source)
+            if kind is None:
+                raise SampleFailure(f"source kind: the build gives no kind for source '{item.source}'")
+            provenance.update(source_kind=kind, stage_set=recipe.stage_set(kind), stages=recipe.stage_paths(kind))
+            recipe = recipe.for_kind(kind)
         masks = None
         if getattr(recipe, "needs_masks", False):
             masks = _masks_for(item, sha, source_image, geometry, cfg)

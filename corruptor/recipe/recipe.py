@@ -3,7 +3,10 @@
 A node is an op (``{op, p, severity, params, weight}``), a ``chain`` of nodes applied
 in order, or a weighted ``one_of``. A recipe has an optional global node, an optional
 local section (ops inside mask regions, see corruptor.recipe.local) and the output spec the
-build uses to resize, crop and encode. Validation happens once, at load, and every
+build uses to resize, crop and encode. An optional ``kinds`` section gives a source kind
+(``photo``, ``web``, ``ocr``: the kinds ``--source-kind`` accepts) its own ``global``
+and/or ``local`` stage, replacing the recipe's for samples of that kind; a recipe without
+it is unchanged, in output and in hash. Validation happens once, at load, and every
 error names its field path and the allowed values.
 
 Randomness: the global stage draws its choices from ``rng_for(seed, key, "global")``,
@@ -23,6 +26,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from corruptor.recipe import local as local_stage
 from corruptor.build.image import to_rgb_uint8
 from corruptor.ops.registry import IMAGENET_C, LEVELS, UnknownOpError, get_op
+from corruptor.sources.sources import KINDS as SOURCE_KINDS
 from maa_format.io import content_hash
 from maa_format.rng import rng_for
 from maa_format.safe_yaml import YamlLoadError, load_file
@@ -236,6 +240,33 @@ class LocalSpec(_Strict):
         return value
 
 
+STAGES = ("global", "local")
+
+
+class KindStages(_Strict):
+    """A source kind's own stages. Only the stages named here replace the recipe's; an
+    explicit ``null`` turns that stage off for the kind."""
+
+    global_: Node | None = Field(default=None, alias="global")
+    local: LocalSpec | None = None
+
+    @model_validator(mode="after")
+    def _names_a_stage(self) -> "KindStages":
+        if not self.model_fields_set:
+            raise ValueError(f"give the stage(s) this kind replaces: {' and/or '.join(STAGES)}")
+        return self
+
+    def replaced(self) -> tuple[str, ...]:
+        """The stages this kind replaces, in ``STAGES`` order."""
+        fields = {"global": "global_", "local": "local"}
+        return tuple(stage for stage in STAGES if fields[stage] in self.model_fields_set)
+
+    def to_dict(self) -> dict:
+        """Only the replaced stages: an unset stage (the recipe's) and ``null`` (none) differ."""
+        full = self.model_dump(mode="json", by_alias=True)
+        return {stage: full[stage] for stage in self.replaced()}
+
+
 @dataclass
 class Applied:
     """What applying a recipe did: the image plus the provenance record."""
@@ -262,6 +293,17 @@ class Recipe(_Strict):
     global_: Node | None = Field(default=None, alias="global")
     local: LocalSpec | None = None
     local_order: Literal["after", "before"] = "after"
+    kinds: dict[str, KindStages] | None = None
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _known_kinds(cls, kinds: Any) -> Any:
+        if isinstance(kinds, Mapping):
+            unknown = [k for k in kinds if k not in SOURCE_KINDS]
+            if unknown:
+                raise ValueError(f"unknown source kind '{unknown[0]}'; allowed: {', '.join(SOURCE_KINDS)} "
+                                 "(the kinds --source-kind accepts)")
+        return kinds
 
     @model_validator(mode="after")
     def _backend_covers_ops(self) -> "Recipe":
@@ -291,11 +333,58 @@ class Recipe(_Strict):
             walk(self.global_, "recipe.global")
         if self.local is not None:
             walk(self.local.ops, "recipe.local.ops")
+        for kind, stages in (self.kinds or {}).items():
+            if stages.global_ is not None:
+                walk(stages.global_, f"recipe.kinds.{kind}.global")
+            if stages.local is not None:
+                walk(stages.local.ops, f"recipe.kinds.{kind}.local.ops")
         return found
 
     def to_dict(self) -> dict:
-        """Canonical resolved form: every default filled in, JSON types only."""
-        return self.model_dump(mode="json", by_alias=True)
+        """Canonical resolved form: every default filled in, JSON types only. Without a
+        ``kinds`` section there is no ``kinds`` key, so older recipes keep their hash."""
+        d = self.model_dump(mode="json", by_alias=True, exclude={"kinds"})
+        if self.kinds:
+            d["kinds"] = {kind: self.kinds[kind].to_dict() for kind in sorted(self.kinds)}
+        return d
+
+    # -------------------------------------------------------- source kinds
+
+    def stage_paths(self, kind: str | None = None) -> dict[str, str | None]:
+        """Which stages a sample of source ``kind`` gets, as field paths
+        (``{"global": "recipe.kinds.ocr.global", "local": "recipe.local"}``); None: no such stage."""
+        stages = (self.kinds or {}).get(kind) if kind is not None else None
+        replaced = stages.replaced() if stages is not None else ()
+        own = {"global": self.global_ is not None, "local": self.local is not None}
+        out: dict[str, str | None] = {}
+        for stage in STAGES:
+            if stage in replaced:
+                node = stages.global_ if stage == "global" else stages.local
+                out[stage] = f"recipe.kinds.{kind}.{stage}" if node is not None else None
+            else:
+                out[stage] = f"recipe.{stage}" if own[stage] else None
+        return out
+
+    def stage_set(self, kind: str | None = None) -> str:
+        """``kind`` when the recipe gives that source kind its own stages, else ``"default"``."""
+        return kind if kind is not None and kind in (self.kinds or {}) else "default"
+
+    def for_kind(self, kind: str | None) -> "Recipe":
+        """The recipe a sample of source ``kind`` gets: the kind's stages in place of the
+        recipe's, no ``kinds`` section. Itself when the recipe has no ``kinds``."""
+        if kind is not None and kind not in SOURCE_KINDS:
+            raise ValueError(f"source kind '{kind}' not allowed; allowed: {', '.join(SOURCE_KINDS)}")
+        if not self.kinds:
+            return self
+        stages = self.kinds.get(kind) if kind is not None else None
+        update: dict[str, Any] = {"kinds": None}
+        if stages is None:
+            return self.model_copy(update=update)
+        if "global" in stages.replaced():
+            update["global_"] = stages.global_
+        if "local" in stages.replaced():
+            update["local"] = stages.local
+        return self.model_copy(update=update)
 
     @property
     def hash(self) -> str:
@@ -306,14 +395,24 @@ class Recipe(_Strict):
 
     @property
     def needs_masks(self) -> bool:
-        return self.local is not None
+        """True when any source kind can get a local stage."""
+        return any(self.needs_masks_for(kind) for kind in (None, *SOURCE_KINDS))
+
+    def needs_masks_for(self, kind: str | None) -> bool:
+        return self.stage_paths(kind)["local"] is not None
 
     # -------------------------------------------------------- application
 
     def apply(self, image: np.ndarray, *, seed: int, key: str,
-              masks: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]] | None = None) -> Applied:
-        """Apply the recipe. ``masks`` are the candidate regions, or a callable returning
-        them that is called only when the local stage runs."""
+              masks: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]] | None = None,
+              kind: str | None = None) -> Applied:
+        """Apply the recipe (the stages of source ``kind`` when given). ``masks`` are the
+        candidate regions, or a callable returning them that is called only when the
+        local stage runs."""
+        if self.kinds or kind is not None:
+            staged = self.for_kind(kind)
+            if staged is not self:
+                return staged.apply(image, seed=seed, key=key, masks=masks)
         image = to_rgb_uint8(image)
         regions_picked: list[np.ndarray] = []
         run_local = False
