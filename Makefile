@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo lint test bench clean
 
 venv: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(PY) -m pipelines.demo --out runs/demo
 
-test: $(STAMP)
+LINT_PATHS := corruptor maa_train maa_format pipelines benchmarks tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
+
+test: lint
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -10,6 +10,18 @@ subprocesses with a time limit, tees their output to WORK/logs/STAGE.log and rec
 WORK/suite.json. A re-run skips stages already ok with the same commands (--force runs them again).
 WORK/STAGE is a stage's scratch folder, emptied before it runs; the dataset lives in WORK/data-PAIRS
 and resumes instead. Figures go to benchmarks/results/; a --smoke run writes only under WORK/results/.
+
+Device run (one GPU, 16 cores, torch + transformers only): the whole suite is one command with
+a total --budget (default 510 s; stages get what is left, and results are written as each
+stage finishes, so a cut-off run still leaves figures). Stages whose modules are missing are
+skipped with the reason in suite.json (sam2 for masks; ray is never needed: the dataset stage
+builds with local processes). Carry the small pure-Python/compiled wheels the other stages
+need (pip download/wheel --no-deps into a folder, under 64 MiB; opencv-python-headless and
+pyarrow are the big ones, so on a tight budget leave the dataset stage out and pass --stages
+overhead,robustness):
+
+    pip install --no-deps --no-index --find-links wheels/ pydantic pydantic-core pyyaml safetensors
+    python benchmarks/gpu_suite.py --work runs/gpu --pairs 2000
 """
 from __future__ import annotations
 
@@ -45,6 +57,9 @@ class Settings:
     cpus: int
     gpus: int
     sources: tuple[str, ...] = ()  # corruptor build --source NAME=PATH; empty: embedded photos + OCR pages
+    # Whole-suite wall budget in seconds (None: none): each stage gets at most what is left, so
+    # one command fits a device window; a stage with no time left is recorded as skipped.
+    budget: float | None = None
 
     @property
     def data(self) -> Path:  # named by size: another --pairs builds (and resumes) its own
@@ -70,6 +85,10 @@ class Stage:
     needs_dataset: bool = False
     # In-process step after the commands succeed (summaries that no bench script writes).
     after: Callable[[Settings], None] | None = None
+    # Modules the stage's commands import. A GPU machine may have only torch and
+    # transformers: a stage whose modules are missing is skipped with the pip line to fix it,
+    # and the other stages still run (sam2 and ray are never needed by the others).
+    requires: tuple[str, ...] = ()
 
 
 def dataset(s: Settings) -> list[list[str]]:
@@ -167,15 +186,50 @@ def mechanism(s: Settings) -> list[list[str]]:
              "--data", str(s.data), "--work-dir", str(s.work / "mechanism"), "--out-dir", str(s.results)]]
 
 
-DATASET = Stage("dataset", dataset)
+def robustness(s: Settings) -> list[list[str]]:
+    # Written by another change; until the file exists the stage records that it is missing.
+    return [[PY, "benchmarks/bench_robustness.py", "--size", "224", "--device", s.device, "--out", str(s.results),
+             *(["--smoke"] if s.smoke else [])]]
+
+
+CORE = ("numpy", "pydantic", "yaml")
+BUILD = (*CORE, "cv2", "PIL", "pyarrow", "skimage")
+TRAIN = (*CORE, "torch", "transformers", "safetensors")
+DATASET = Stage("dataset", dataset, requires=BUILD)
 STAGES: tuple[Stage, ...] = (
     DATASET,
-    Stage("overhead", overhead),
-    Stage("masks", masks),
-    Stage("train", train, needs_dataset=True),
-    Stage("torchrun", torchrun, needs_dataset=True, after=torchrun_results),
-    Stage("mechanism", mechanism, needs_dataset=True),
+    Stage("overhead", overhead, requires=TRAIN),
+    Stage("train", train, needs_dataset=True, requires=(*TRAIN, "pyarrow", "PIL")),
+    Stage("robustness", robustness, requires=(*TRAIN, "PIL")),
+    Stage("masks", masks, requires=("torch", "sam2", "hydra", "cv2")),
+    Stage("torchrun", torchrun, needs_dataset=True, after=torchrun_results, requires=(*TRAIN, "pyarrow", "PIL")),
+    Stage("mechanism", mechanism, needs_dataset=True, requires=(*TRAIN, "pyarrow", "PIL")),
 )
+
+
+def missing_modules(stage: Stage) -> list[str]:
+    import importlib.util
+
+    missing = []
+    for name in stage.requires:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing
+
+
+def unmet(stage: Stage, s: Settings) -> str | None:
+    """Why a stage cannot run here (a missing module or script), or None."""
+    missing = missing_modules(stage)
+    if missing:
+        return f"missing module(s) {', '.join(missing)}; see 'Device run' in benchmarks/gpu_suite.py"
+    for cmd in stage.commands(s):
+        script = next((c for c in cmd[1:2] if c.endswith(".py")), None)
+        if script and not (ROOT / script).is_file():
+            return f"{script} does not exist yet"
+    return None
 
 
 def run_command(cmd: list[str], log, deadline: float) -> int | None:
@@ -246,15 +300,24 @@ def run_suite(stages: tuple[Stage, ...], s: Settings, force: bool = False) -> di
         return rec.get("status") == "ok" and rec.get("commands") == [shlex.join(c) for c in st.commands(s)]
 
     done: dict[str, dict] = {}
+    end = None if s.budget is None else time.monotonic() + s.budget
     for stage in stages:
         if current(stage) and not force:
             done[stage.name] = {**state["stages"][stage.name], "skipped_now": "already ok (--force runs it again)"}
             continue
-        if stage.needs_dataset and not current(DATASET):
+        left = None if end is None else end - time.monotonic()
+        why = unmet(stage, s)
+        if why is not None:
+            rec = {"status": "skipped", "reason": why}
+        elif stage.needs_dataset and not current(DATASET):
             rec = {"status": "skipped", "reason": f"no dataset of {s.pairs} pairs ok; run --stages dataset first"}
+        elif left is not None and left < 10:
+            rec = {"status": "skipped", "reason": f"the suite's --budget of {s.budget:g} s is spent; run it again "
+                                                  "(finished stages are kept) or with --stages"}
         else:
             print(f"== {stage.name}", flush=True)
-            rec = run_stage(stage, s)
+            staged = s if left is None or left >= s.timeout else Settings(**{**s.__dict__, "timeout": left})
+            rec = run_stage(stage, staged)
         state["stages"][stage.name] = done[stage.name] = rec
         atomic_write(path, json.dumps(state, indent=2))  # a killed suite leaves the previous suite.json
     return done
@@ -269,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="CPU check of every stage at tiny settings")
     p.add_argument("--timeout-per-stage", type=float, default=None, help="seconds (default 570; 240 with --smoke)")
     p.add_argument("--force", action="store_true", help="run stages again even when already ok")
+    p.add_argument("--budget", type=float, default=None,
+                   help="whole-suite seconds (default 510 on a GPU, so one command fits a 9-minute window; "
+                        "none with --smoke); later stages get what is left")
     p.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
                    help="build the dataset from these sources (corruptor build --source; repeatable) instead "
                         "of the embedded photos and synthetic OCR pages, e.g. photos=/data/div2k")
@@ -292,8 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_suite: CUDA is not available here; these figures need a CUDA GPU. "
               "Pass --smoke for the CPU check of the same stages.", file=sys.stderr)
         return 2
+    budget = a.budget if a.budget is not None else (None if a.smoke else 510.0)
+    if budget is not None and budget <= 0:
+        p.error(f"--budget {budget:g}: needs > 0 seconds")
     s = Settings(work=work, results=results, pairs=pairs, smoke=a.smoke, timeout=timeout,
-                 cpus=2 if a.smoke else os.cpu_count() or 1, gpus=torch.cuda.device_count(), sources=tuple(a.source))
+                 cpus=2 if a.smoke else os.cpu_count() or 1, gpus=torch.cuda.device_count(), sources=tuple(a.source),
+                 budget=budget)
     done = run_suite(tuple(st for st in STAGES if st.name in wanted), s, force=a.force)
     print(f"\n{'stage':<10} {'status':<8} {'seconds':>8}  results / reason")
     for name, r in done.items():

@@ -23,7 +23,7 @@ from maa_format.paths import is_within
 
 MAX_JSON_BYTES = 64 << 20     # dataset.json and stats: a few KiB to a few MiB
 MAX_PLAN_BYTES = 4 << 30      # plan.json grows with the sample count (~20 MB for 75K pairs)
-LOCATOR_TYPES = ("file", "tar", "synthetic", "embedded")
+LOCATOR_TYPES = ("file", "tar", "synthetic", "embedded", "pdf", "refused")
 MAX_SYNTHETIC_SIDE = 8192     # synthetic pages are rendered at this size at most
 _SHARD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
@@ -152,6 +152,9 @@ def check_dataset(doc: Any, file: str = "dataset.json", full: bool = True) -> di
     for op, family in (c.key(doc, "op_families", "", c.obj, required=False) or {}).items():
         c.string(family, f"op_families.{op}")
     c.key(doc, "mask_source", "", c.obj, required=False, nullable=True)
+    max_failed = c.key(doc, "max_failed", "", c.number, required=False)   # the accepted failed fraction
+    if max_failed is not None and not 0.0 <= max_failed <= 1.0:
+        raise c.fail("max_failed", f"expected a fraction in [0, 1], got {max_failed}")
     return doc
 
 
@@ -199,7 +202,7 @@ def read_stats(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
 
 # --- plan.json -------------------------------------------------------------------------------
 
-SOURCE_TYPES = ("folder", "paired", "list", "webdataset", "synthetic", "embedded")
+SOURCE_TYPES = ("folder", "paired", "list", "webdataset", "synthetic", "embedded", "pdf")
 
 
 def _check_source(c: _Checker, src: Any, field: str) -> dict:
@@ -222,8 +225,10 @@ def _check_locator(c: _Checker, value: Any, field: str) -> list:
         raise c.fail(field, "empty locator")
     kind = c.string(loc[0], f"{field}[0]")
     args = loc[1:]
+    # "refused": an item listed so that it gets a row (a tar member that is a link, device or
+    # FIFO), never read; its one argument is the reason.
     shapes = {"file": ("path",), "tar": ("path", "offset", "size"), "synthetic": ("kind", "index", "width", "height"),
-              "embedded": ("name",)}
+              "embedded": ("name",), "pdf": ("path", "page", "dpi", "max_side"), "refused": ("reason",)}
     if kind not in shapes:
         raise c.fail(f"{field}[0]", f"locator type {kind!r} is not one of {', '.join(LOCATOR_TYPES)}")
     if len(args) != len(shapes[kind]):
@@ -231,7 +236,7 @@ def _check_locator(c: _Checker, value: Any, field: str) -> list:
                             f"({', '.join(shapes[kind])}), got {len(args)}")
     for i, (arg, name) in enumerate(zip(args, shapes[kind]), start=1):
         where = f"{field}[{i}]"
-        if name in ("path", "kind", "name"):
+        if name in ("path", "kind", "name", "reason"):
             c.string(arg, where)
         elif name in ("width", "height"):
             c.integer(arg, where, 1, MAX_SYNTHETIC_SIDE)

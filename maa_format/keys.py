@@ -14,7 +14,9 @@ _SUFFIX = re.compile(r"-v\d+-c\d+$")
 
 
 def sample_key(source: str, ref: str, variant: int, crop: int) -> str:
-    digest = hashlib.sha1(ref.encode("utf-8")).hexdigest()[:12]
+    # surrogateescape: a file name that is not UTF-8 (any bytes a file system allows) hashes
+    # as its raw bytes; a UTF-8 name gives the same digest as before.
+    digest = hashlib.sha1(ref.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return f"{source}-{digest}-v{variant}-c{crop}"
 
 

@@ -15,6 +15,8 @@ only shards without a done marker, so the result is byte-identical to one run.
 """
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,18 +26,22 @@ from typing import Any
 
 from corruptor.ops.registry import load_all
 from corruptor.run.distributor import DISTRIBUTORS, run_shards
-from corruptor.build.planner import Plan, PlanError, plan
+from corruptor.build.planner import Plan, PlanError, anchor_paths, anchor_sources, plan
 from corruptor.build.rebuild_inputs import check_plan_sources, share_mask_cache
 from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
 from corruptor.build.worker import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ShardTask, WorkerConfig, process_shard
-from corruptor.build.writer import read_stats, remove_partials
+from corruptor.build.writer import file_sha256, read_stats, remove_partials
 from maa_format.dataset_files import DatasetFileError, read_dataset, read_plan
-from maa_format.io import atomic_write, json_bytes
+from maa_format.io import atomic_write, canonical_json
 from maa_format.layout import (DATASET_FILE, FORMAT, MASKS_DIR, PLAN_FILE, SHARDS_DIR, FormatError, ShardPaths,
                                shard_name)
 from maa_format.paths import UnsafePathError, check_inside
 
 MODES: tuple[str, ...] = ("resume", "overwrite")
+log = logging.getLogger(__name__)
+# A build whose failed samples exceed this fraction of its rows fails (the shards are kept):
+# a recipe or source that breaks every sample must not end as a quiet, short dataset.
+DEFAULT_MAX_FAILED = 0.05
 
 
 class BuildError(RuntimeError):
@@ -61,7 +67,8 @@ class BuildConfig:
     mask_source: Any = None              # MaskSourceConfig, a mapping, or None for the default
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
-    progress: bool = False
+    progress: bool | str = False          # True: a bar; "log": a plain line every 30 s (stderr not a terminal)
+    max_failed: float = DEFAULT_MAX_FAILED   # highest accepted failed/rows fraction (not part of the plan)
     # Set by rebuild: reuse this plan instead of scanning sources.
     plan_override: Plan | None = field(default=None, repr=False)
 
@@ -77,6 +84,8 @@ class BuildConfig:
             raise BuildError(f"variants must be >= 1, got {self.variants}")
         if self.retries < 0:
             raise BuildError(f"retries must be >= 0, got {self.retries}")
+        if not (0.0 <= float(self.max_failed) <= 1.0):
+            raise BuildError(f"max_failed must be a fraction in [0, 1], got {self.max_failed}")
 
 
 @dataclass
@@ -93,6 +102,18 @@ class BuildReport:
     failed_shards: dict[str, str] = field(default_factory=dict)
     removed_partials: int = 0
     ok_run: int = 0          # pairs made by this run (resumed shards excluded)
+    target: int = 0
+    damaged_shards: list[str] = field(default_factory=list)   # done markers that lied: redone
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shortfall(self) -> int:
+        """Planned pairs that are not in the dataset (failed or skipped samples are not replaced)."""
+        return max(0, self.target - self.ok)
+
+    @property
+    def failed_fraction(self) -> float:
+        return self.failed / self.rows if self.rows else 0.0
 
     @property
     def pairs_per_s(self) -> float:
@@ -103,6 +124,8 @@ class BuildReport:
         d = asdict(self)
         d["out"] = str(self.out)
         d["pairs_per_s"] = round(self.pairs_per_s, 3)
+        d["shortfall"] = self.shortfall
+        d["failed_fraction"] = round(self.failed_fraction, 6)
         return d
 
 
@@ -174,7 +197,11 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
                              "or choose another --out") from None
         old_fp = old.get("build", {})
         diffs = [k for k in sorted(set(fingerprint) | set(old_fp)) if fingerprint.get(k) != old_fp.get(k)]
-        if diffs or Plan.from_dict(old["plan"]).hash != new_plan.hash:
+        old_plan = Plan.from_dict(old["plan"])
+        # A plan written before paths were stored absolute holds them as typed, relative to
+        # the folder the build ran in: the resume of such a build runs from there too.
+        same = new_plan.hash in (old_plan.hash, anchor_paths(old_plan, os.getcwd()).hash)
+        if diffs or not same:
             what = ", ".join(diffs) or "sources (files added, removed or renamed)"
             raise BuildError(f"--out {out} holds a build with different settings ({what}); "
                              "use --mode overwrite to replace it or choose another --out")
@@ -183,7 +210,8 @@ def _prepare_out(out: Path, mode: str, new_plan: Plan, fingerprint: dict[str, An
     except OSError as exc:
         raise BuildError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
     if not plan_path.exists():
-        atomic_write(plan_path, json_bytes({"build": fingerprint, "plan": new_plan.to_dict()}))
+        # ASCII JSON: a file name that is not UTF-8 is kept exactly (as an escaped surrogate).
+        atomic_write(plan_path, canonical_json({"build": fingerprint, "plan": new_plan.to_dict()}, ascii=True))
 
 
 def _fingerprint(cfg: BuildConfig, recipe, mask_cfg: dict | None) -> dict[str, Any]:
@@ -201,9 +229,31 @@ def make_plan(cfg: BuildConfig) -> Plan:
         raise BuildError(str(exc)) from None
 
 
+@dataclass
+class DryRun:
+    plan: Plan
+    lines: list                          # plan_summary.SourceLine per source
+    warnings: list[str]
+
+
+def dry_run(cfg: BuildConfig) -> DryRun:
+    """Every check a build makes before its first shard, and the plan it would run; writes nothing."""
+    from corruptor.build.plan_summary import plan_warnings, summarize
+
+    cfg.check()
+    recipe = _load_recipe(cfg.recipe)
+    _check_crops(cfg, recipe)
+    _mask_config(recipe, cfg.mask_source)
+    the_plan = make_plan(cfg)
+    lines = summarize(the_plan)
+    return DryRun(the_plan, lines, plan_warnings(lines))
+
+
 def build(cfg: BuildConfig) -> BuildReport:
     """Run (or resume) a build. Raises ``BuildError`` before work on bad input, after
     work when shards failed (the others are kept; run again to resume)."""
+    from corruptor.build.plan_summary import plan_warnings, summarize
+
     start = time.perf_counter()
     cfg.check()
     out = Path(cfg.out)
@@ -211,6 +261,9 @@ def build(cfg: BuildConfig) -> BuildReport:
     _check_crops(cfg, recipe)
     mask_cfg = _mask_config(recipe, cfg.mask_source)
     the_plan = make_plan(cfg)
+    plan_notes = plan_warnings(summarize(the_plan))
+    for note in plan_notes:   # before any work: the user can still stop and change the target
+        log.warning(note)
     fingerprint = _fingerprint(cfg, recipe, mask_cfg)
     _prepare_out(out, cfg.mode, the_plan, fingerprint)
     removed = remove_partials(out / SHARDS_DIR)
@@ -225,10 +278,14 @@ def build(cfg: BuildConfig) -> BuildReport:
                         max_pixels=cfg.max_pixels, min_side=cfg.min_side,
                         cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None,
                         source_kinds={src["name"]: src["kind"] for src in the_plan.sources})
-    tasks, resumed = [], 0
+    tasks, resumed, damaged = [], 0, []
     for index, shard in enumerate(the_plan.shards):
         paths = ShardPaths.of(out / SHARDS_DIR, index)
         stats = read_stats(paths.stats)
+        if stats is not None and shard_damage(paths, stats) is not None:
+            damaged.append(shard_name(index))   # a marker is only trusted with the bytes it describes
+            paths.stats.unlink()
+            stats = None
         if stats is not None and cfg.retry_failed and stats.get("transient_failures", 0) > 0:
             paths.stats.unlink()
             stats = None
@@ -257,17 +314,49 @@ def build(cfg: BuildConfig) -> BuildReport:
                            "rows": stats["rows"], "tar_sha256": stats["tar_sha256"]})
     report = BuildReport(out=out, shards=len(the_plan.shards), shards_run=len(tasks), shards_resumed=resumed,
                          seconds=time.perf_counter() - start, failed_shards=failed_shards,
-                         removed_partials=len(removed), ok_run=ok_run, **totals)
+                         removed_partials=len(removed), ok_run=ok_run, target=the_plan.target,
+                         damaged_shards=damaged, warnings=plan_notes, **totals)
     if failed_shards:
         first = next(iter(failed_shards.items()))
         raise BuildError(f"{len(failed_shards)} shard(s) failed after {cfg.retries} retries "
                          f"(first: {first[0]}: {first[1]}); the others are kept, run the same command to resume")
-    write_dataset_json(out, recipe, the_plan, fingerprint, totals, shard_list)
+    check_failures(out, report, cfg.max_failed)
+    write_dataset_json(out, recipe, the_plan, fingerprint, {**totals, "shortfall": report.shortfall}, shard_list,
+                       max_failed=cfg.max_failed)
     return report
 
 
+def shard_damage(paths: ShardPaths, stats: dict[str, Any]) -> str | None:
+    """Why a done shard's files do not match its marker (None: they do). Size first (cheap),
+    then the sha256 the writer recorded, so a truncated or edited tar is redone, not trusted."""
+    if not paths.manifest.is_file():
+        return "manifest missing"
+    try:
+        size = paths.tar.stat().st_size
+    except OSError:
+        return "tar missing"
+    if "tar_bytes" in stats and size != stats["tar_bytes"]:
+        return f"tar has {size} bytes, the marker says {stats['tar_bytes']}"
+    if stats.get("tar_sha256") and file_sha256(paths.tar) != stats["tar_sha256"]:
+        return "tar sha256 differs from the marker's"
+    return None
+
+
+def check_failures(out: Path, report: BuildReport, max_failed: float) -> None:
+    """No dataset.json for a build with no pairs, or with more failed samples than allowed;
+    the shards stay, so ``--max-failed`` can be raised and the same command rerun at no cost."""
+    if report.ok == 0:
+        raise BuildError(f"{out}: no pairs were made ({report.failed} failed, {report.skipped} skipped of "
+                         f"{report.rows}); see the 'error' column of shards/*.parquet or `corruptor stats {out}`")
+    if report.failed_fraction > max_failed:
+        raise BuildError(f"{out}: {report.failed} of {report.rows} samples failed ({report.failed_fraction:.1%}), "
+                         f"more than --max-failed {max_failed:g}; see `corruptor stats {out}` for the reasons, "
+                         f"or rerun with a higher --max-failed to accept them (finished shards are kept)")
+
+
 def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str, Any],
-                       totals: dict[str, int], shard_list: list[dict[str, Any]]) -> None:
+                       totals: dict[str, int], shard_list: list[dict[str, Any]],
+                       max_failed: float = DEFAULT_MAX_FAILED) -> None:
     doc = {
         "format": FORMAT,
         "code_version": code_version(),
@@ -278,6 +367,8 @@ def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str,
         "shard_size": the_plan.shard_size,
         "image_format": recipe.output.format,
         "counts": {**totals, "shards": len(shard_list), "pairs": totals["ok"]},
+        # Failed and skipped samples are not replaced: counts.shortfall pairs are missing from the target.
+        "max_failed": max_failed,
         "sources": the_plan.sources,
         "quotas": the_plan.quotas,
         "mask_source": fingerprint.get("mask_source"),
@@ -287,7 +378,7 @@ def write_dataset_json(out: Path, recipe, the_plan: Plan, fingerprint: dict[str,
         # The op -> family table readers group by (maa-eval), so they need no op registry.
         "op_families": {name: op.family for name, op in load_all().items()},
     }
-    atomic_write(out / DATASET_FILE, json_bytes(doc))
+    atomic_write(out / DATASET_FILE, canonical_json(doc, ascii=True))   # ASCII: any source path fits
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
@@ -324,8 +415,14 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
     _load_recipe(recipe)  # a bad recipe fails before anything is written
     old_plan, old_fp = load_plan(old_dir)
     old_ds = load_dataset(old_dir)  # only finished datasets are rebuilt
+    # An old plan's relative paths (written before paths were stored absolute) are read from
+    # the dataset's folder; dataset.json's copy of the sources is anchored the same way.
+    base = old_dir.resolve()
+    old_plan = anchor_paths(old_plan, base)
     try:  # the plan reads only inside its declared sources; the mask cache holds only regular files
-        specs = check_plan_sources(old_plan, old_ds.get("sources"), str(old_dir / PLAN_FILE))
+        declared = old_ds.get("sources")
+        specs = check_plan_sources(old_plan, None if declared is None else anchor_sources(declared, base),
+                                   str(old_dir / PLAN_FILE))
         share_mask_cache(old_dir, out_dir / MASKS_DIR)
     except (DatasetFileError, UnsafePathError) as exc:
         raise BuildError(str(exc)) from None

@@ -103,8 +103,13 @@ def _visibly_cut_short(data: bytes) -> bool:
     return False
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _failure(data: bytes, exc: BaseException) -> DecodeError:
-    text = f"{type(exc).__name__}: {exc}"
+    # Pillow names the stream it read ("<_io.BytesIO object at 0x7f...>"): an address would
+    # make the manifests of two identical builds differ, so it is cut out.
+    text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
     lowered = str(exc).lower()
     if "decompressed data too large" in lowered or "decompression bomb" in lowered:
         return DecodeError("decompression_bomb", text)

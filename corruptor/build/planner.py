@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from maa_format.io import canonical_json, content_hash
@@ -149,6 +150,13 @@ def plan(
                 variant, crop = (item.version, r) if paired else (r // crops, r % crops)
                 samples.append(PlannedSample(sample_key(src.spec.name, _key_ref(item), variant, crop),
                                              base + int(idx), variant, crop))
+    # Keep only the items the plan uses (in scan order): a 75K-pair plan over a million
+    # listed files otherwise carries, serialises and hashes every one of them.
+    used = sorted({s.item for s in samples})
+    if len(used) < len(items):
+        remap = {old: new for new, old in enumerate(used)}
+        items = [items[i] for i in used]
+        samples = [PlannedSample(s.key, remap[s.item], s.variant, s.crop) for s in samples]
     keys = [s.key for s in samples]
     if len(set(keys)) != len(keys):
         raise PlanError("sample keys collide (two refs with the same sha1 prefix); rename one of the files")
@@ -157,6 +165,48 @@ def plan(
     shards = [samples[i: i + shard_size] for i in range(0, len(samples), shard_size)]
     return Plan(seed=seed, target=target, shard_size=shard_size, sources=[s.to_dict() for s in sources],
                 items=items, shards=shards, quotas=quotas)
+
+
+_PATH_LOCATORS = ("file", "tar", "pdf")   # locator types whose first argument is a file path
+
+
+def _anchor(path: str, base: str | os.PathLike) -> str:
+    # normpath, as os.path.abspath does for the paths a scan stores now
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(os.fspath(base), path))
+
+
+def anchor_source_path(path: str, base: str | os.PathLike) -> str:
+    """A source path with its file part read from ``base`` when relative: ``synthetic:`` and
+    ``embedded:`` name no file, ``pdf:FOLDER[?options]`` anchors its folder."""
+    if path.startswith(("synthetic:", "embedded:")):
+        return path
+    if path.startswith("pdf:"):
+        folder, sep, query = path[len("pdf:"):].partition("?")
+        return f"pdf:{_anchor(folder, base)}{sep}{query}" if folder else path
+    return _anchor(path, base)
+
+
+def anchor_sources(sources: list, base: str | os.PathLike) -> list:
+    """Source entries (plan.json's or dataset.json's) with their paths anchored at ``base``."""
+    return [{**s, "path": anchor_source_path(s["path"], base)}
+            if isinstance(s, dict) and isinstance(s.get("path"), str) else s for s in sources]
+
+
+def anchor_paths(the_plan: Plan, base: str | os.PathLike) -> Plan:
+    """``the_plan`` with relative source and locator paths read from ``base``.
+
+    Plans written since paths are stored absolute need nothing; an older plan holds paths
+    as they were typed, relative to a folder nobody recorded: rebuild reads them from the
+    dataset's folder (``base``) instead of the current one, so the result does not depend
+    on where the command runs."""
+    def fix_locator(loc):
+        if loc is None or loc.type not in _PATH_LOCATORS or not loc.args or os.path.isabs(loc.args[0]):
+            return loc
+        return replace(loc, args=(_anchor(loc.args[0], base), *loc.args[1:]))
+
+    items = [replace(it, locator=fix_locator(it.locator), dis_locator=fix_locator(it.dis_locator))
+             for it in the_plan.items]
+    return replace(the_plan, items=items, sources=anchor_sources(the_plan.sources, base))
 
 
 def _key_ref(item: SourceItem) -> str:

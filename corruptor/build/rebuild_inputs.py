@@ -9,7 +9,8 @@ from anyone, so before anything is read or written:
   lying inside it: a folder source's files under its folder (by path components: links inside
   a user's own source folder are the user's, as when it was scanned) and with an image
   extension, a pair folder's under its ``ref/`` and ``dis/``, a list source's among the files
-  its list names, a tar source's among the tars its pattern matches;
+  its list names, a tar source's among the tars its pattern matches (or a "refused" locator,
+  which reads nothing), a pdf source's documents inside its folder;
 - ``masks/`` and everything under it must be regular files and folders inside the dataset:
   a symbolic link is refused, never followed into a hard link or a copy.
 
@@ -76,7 +77,9 @@ class _Source:
     def check(self, loc: list, field: str, sub: str | None = None) -> None:
         kind, args = loc[0], loc[1:]
         wants = {"folder": "file", "paired": "file", "list": "file", "webdataset": "tar",
-                 "synthetic": "synthetic", "embedded": "embedded"}[self.type]
+                 "synthetic": "synthetic", "embedded": "embedded", "pdf": "pdf"}[self.type]
+        if kind == "refused" and self.type == "webdataset":
+            return  # a tar member that is a link, device or FIFO: it reads nothing, its row says why
         if kind != wants:
             raise self.fail(field, f"a {kind} locator in a {self.type} source (expected {wants})")
         if kind == "file":
@@ -100,6 +103,17 @@ class _Source:
             want = self.spec.path[len(SYNTHETIC_PREFIX):].split(":")[0]
             if args[0] != want:
                 raise self.fail(field, f"synthetic generator {args[0]!r} is not the source's ({want!r})")
+        elif kind == "pdf":
+            from corruptor.sources.pdf import PdfOptionError, parse_pdf_path
+
+            try:
+                root = parse_pdf_path(self.spec.path).path
+            except PdfOptionError as exc:
+                raise self.fail(field, str(exc)) from None
+            path = args[0]
+            # scan_pdf stores each document's resolved path: it must resolve inside the source
+            if not path.lower().endswith(".pdf") or not is_within(path, root):
+                raise self.fail(field, f"pdf {path!r} is not a .pdf file inside {root!r}")
         elif kind == "embedded":
             from corruptor.sources.samples import SAMPLE_PHOTOS
 

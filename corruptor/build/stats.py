@@ -55,20 +55,36 @@ def collect(root: str | Path) -> DatasetStats:
         raise FileNotFoundError(f"{root}: no manifests under shards/ (is this a built dataset?)")
     st = DatasetStats()
     for f in files:
-        for row in pq.read_table(f, columns=["source", "status", "error", "ops_json", "n_regions"]).to_pylist():
-            st.rows += 1
-            st.status[row["status"]] += 1
-            if row["status"] != "ok":
-                st.failures[f"{row['status']}: {_reason(row['status'], row['error'])}"] += 1
-                continue
-            st.sources[row["source"]] += 1
-            st.regions[int(row["n_regions"] or 0)] += 1
-            for op in json.loads(row["ops_json"] or "[]"):
-                name = op.get("op", "?")
-                st.ops[name] += 1
-                if op.get("severity") is not None:
-                    st.severities.setdefault(name, Counter())[int(op["severity"])] += 1
+        try:
+            _count(st, pq.read_table(f, columns=["source", "status", "error", "ops_json", "n_regions"]).to_pylist())
+        except Exception as exc:   # truncated, not Parquet, wrong columns or types: the file is named, no traceback
+            raise ManifestError(f"{f}: unreadable manifest ({type(exc).__name__}: {_first_line(exc)}); "
+                                "`corruptor validate` lists every fault") from None
     return st
+
+
+class ManifestError(ValueError):
+    """A shard manifest that `stats` cannot read."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _count(st: DatasetStats, rows: list[dict]) -> None:
+    for row in rows:
+        st.rows += 1
+        st.status[row["status"]] += 1
+        if row["status"] != "ok":
+            st.failures[f"{row['status']}: {_reason(row['status'], row['error'])}"] += 1
+            continue
+        st.sources[row["source"]] += 1
+        st.regions[int(row["n_regions"] or 0)] += 1
+        for op in json.loads(row["ops_json"] or "[]"):
+            name = op.get("op", "?")
+            st.ops[name] += 1
+            if op.get("severity") is not None:
+                st.severities.setdefault(name, Counter())[int(op["severity"])] += 1
 
 
 def format_table(st: DatasetStats) -> str:

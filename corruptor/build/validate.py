@@ -207,4 +207,6 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
     counted = ds.get("counts", {}).get("pairs")
     if counted is not None and counted != total_ok:
         errors.append(f"dataset.json counts {counted} pairs, the shards hold {total_ok}")
+    if total_ok == 0:   # well-formed but useless: a trainer would find nothing to read
+        errors.append("the dataset holds no pairs (0 ok samples); see `corruptor stats` for why they failed")
     return report

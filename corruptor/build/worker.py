@@ -11,9 +11,11 @@ no global RNG, so any worker on any machine writes the same bytes.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,9 @@ import numpy as np
 
 from corruptor.run.distributor import report_progress
 from maa_format.rng import rng_for
-from corruptor.sources.sources import ItemReadError, SourceItem
+from corruptor.sources.sources import ItemReadError, NotRegularFile, SourceItem
 from corruptor.build.writer import ShardWriter, json_bytes, shard_name
+from corruptor.build.source_memo import MEMO
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 8
@@ -226,6 +229,36 @@ def _canonical(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_jsonable, sort_keys=True))
 
 
+# --- row text: deterministic and valid UTF-8 -------------------------------------------
+
+# "<_io.BytesIO object at 0x7f...>" and the like: a memory address would make two builds
+# of one folder differ in their manifest bytes.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# Retrying cannot fix these; everything else from the file system may be passing (NFS, memory).
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
+
+
+def stable_text(text: str) -> str:
+    return _ADDRESS.sub("", printable(text))
+
+
+def printable(text: str | None) -> str | None:
+    """A file name as valid UTF-8 text: bytes that are not UTF-8 (kept by Python as lone
+    surrogates) become backslash-x escapes, so Parquet and JSON can hold the name."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def describe_os_error(exc: OSError) -> tuple[str, str]:
+    """(reason, kind) without the path (the row has the ref; the path differs per machine)."""
+    if isinstance(exc, NotRegularFile):
+        return str(exc), "permanent"
+    kind = "permanent" if exc.errno in _PERMANENT_ERRNOS else "transient"
+    detail = exc.strerror or str(exc)
+    return f"io: {type(exc).__name__}: {detail}", kind
+
+
 # --- one sample ------------------------------------------------------------------------
 
 
@@ -233,27 +266,29 @@ def process_sample(key: str, item: SourceItem, variant: int, crop_index: int, cf
                    ) -> tuple[dict[str, Any], dict[str, bytes] | None]:
     """(manifest row, tar members or None). Raises only for bugs in this function."""
     row: dict[str, Any] = {
-        "key": key, "source": item.source, "ref": item.ref, "dis_ref": item.dis_ref,
+        "key": key, "source": item.source, "ref": printable(item.ref), "dis_ref": printable(item.dis_ref),
         "variant": variant, "crop": crop_index, "n_regions": 0,
     }
     try:
         files, info = _make_pair(key, item, cfg, row)
     except _Skipped:
+        row["error"] = stable_text(row["error"]) if row.get("error") else row.get("error")
         return row, None
     except SampleFailure as exc:
-        row.update(status="failed", error=exc.reason, error_kind=exc.kind)
+        row.update(status="failed", error=stable_text(exc.reason), error_kind=exc.kind)
         return row, None
     except ItemReadError as exc:
-        row.update(status="failed", error=str(exc), error_kind="permanent")
+        row.update(status="failed", error=stable_text(str(exc)), error_kind="permanent")
         return row, None
     except MemoryError:
         row.update(status="failed", error="out of memory", error_kind="transient")
         return row, None
     except OSError as exc:
-        row.update(status="failed", error=f"io: {type(exc).__name__}: {exc}", error_kind="transient")
+        reason, kind = describe_os_error(exc)
+        row.update(status="failed", error=stable_text(reason), error_kind=kind)
         return row, None
     except Exception as exc:  # recorded, not swallowed: the row carries type and message
-        row.update(status="failed", error=f"error: {type(exc).__name__}: {exc}", error_kind="transient")
+        row.update(status="failed", error=stable_text(f"error: {type(exc).__name__}: {exc}"), error_kind="transient")
         return row, None
     row.update(info)
     return row, files
@@ -265,13 +300,14 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
     data = item.read()
     sha = hashlib.sha256(data).hexdigest()
     row["sha256"] = sha
-    source_image, notes = decode(data, cfg.max_pixels, cfg.min_side)
+    source_image, notes = MEMO.get(sha, ("decode", cfg.max_pixels, cfg.min_side),
+                                   lambda: decode(data, cfg.max_pixels, cfg.min_side))
     sh, sw = source_image.shape[:2]
     row.update(source_width=sw, source_height=sh)
     geometry = plan_geometry((sh, sw), size, crop, rng_for(cfg.seed, key, "crop"))
-    clean = geometry.apply(source_image)
+    clean = MEMO.get(sha, ("clean", geometry), lambda: geometry.apply(source_image))
     provenance: dict[str, Any] = {
-        "key": key, "source": item.source, "source_path": item.ref, "source_sha256": sha,
+        "key": key, "source": item.source, "source_path": printable(item.ref), "source_sha256": sha,
         "source_size": [sw, sh], "recipe_hash": cfg.recipe_hash, "seed": cfg.seed,
         "decode_notes": list(notes), "variant": row["variant"], "crop": row["crop"],
         "crop_box": list(geometry.box), "scaled_size": list(geometry.scaled),
@@ -286,7 +322,7 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
             dis = cv2.resize(dis, (sw, sh), interpolation=cv2.INTER_AREA)
         degraded = geometry.apply(dis)
         ops, all_ops = [], []
-        provenance.update(paired=True, dis_path=item.dis_ref, dis_sha256=dis_sha, version=item.version,
+        provenance.update(paired=True, dis_path=printable(item.dis_ref), dis_sha256=dis_sha, version=item.version,
                           ops=[], regions=[])
         if item.meta is not None:  # the release's metadata.jsonl record of this pair
             provenance["release_metadata"] = item.meta
@@ -321,7 +357,9 @@ def _make_pair(key: str, item: SourceItem, cfg: WorkerConfig, row: dict[str, Any
     if degraded.shape != clean.shape:
         raise SampleFailure(f"shape: degraded {degraded.shape} differs from clean {clean.shape}")
     ext = IMAGE_EXT[fmt]
-    files = {f"clean.{ext}": encode(clean, fmt, quality), f"degraded.{ext}": encode(degraded, fmt, quality)}
+    # The clean crop of a source is the same for each of its variants: encode it once.
+    clean_bytes = MEMO.get(sha, ("clean-bytes", geometry, fmt, quality), lambda: encode(clean, fmt, quality))
+    files = {f"clean.{ext}": clean_bytes, f"degraded.{ext}": encode(degraded, fmt, quality)}
     if mask_png is not None:
         files["mask.png"] = mask_png
     files["json"] = json_bytes(provenance)
@@ -355,6 +393,17 @@ def _masks_for(item: SourceItem, sha: str, image: np.ndarray, geometry: Geometry
 
     source, cache = _mask_cache(json.dumps(cfg.mask_source, sort_keys=True), cfg.mask_root)
 
+    def load_cached():
+        from corruptor.build.mask_view import CroppedMasks
+
+        def view():
+            runs = cache.get_runs(sha, image.shape[:2])
+            if runs is None:  # vanished or corrupt since has(): segment again, eagerly
+                return load()
+            return CroppedMasks(runs[0], runs[1], geometry)
+
+        return MEMO.get(sha, ("masks", cfg.mask_root, json.dumps(cfg.mask_source, sort_keys=True), geometry), view)
+
     def load() -> list[np.ndarray]:
         try:
             masks = cache.get_or_compute(source, sha, image)
@@ -367,7 +416,7 @@ def _masks_for(item: SourceItem, sha: str, image: np.ndarray, geometry: Geometry
                 out.append(mm)
         return out
 
-    return load if cache.has(sha) else load()
+    return load_cached if cache.has(sha) else load()
 
 
 # --- one shard -------------------------------------------------------------------------

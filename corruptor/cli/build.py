@@ -66,6 +66,20 @@ def int_at_least(low: int):
     return parse
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:   # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text}")
+    return value
+
+
+fraction.__name__ = "fraction in [0, 1]"
+
+
 def add_run_args(p) -> None:
     p.add_argument("--distributor", default="local", choices=("local", "ray"))
     p.add_argument("--workers", type=int_at_least(1), default=1, help="parallel shard workers (processes or Ray tasks)")
@@ -75,6 +89,9 @@ def add_run_args(p) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun done shards whose samples failed transiently (I/O, memory)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-failed", type=fraction, default=0.05,
+                   help="fail the build when more than this fraction of samples failed (default 0.05); "
+                        "failed samples are not replaced, the summary says how far the target was missed")
 
 
 def register(sub):
@@ -98,6 +115,9 @@ def register(sub):
     p.add_argument("--crops", type=int_at_least(1), default=1,
                    help="random crops per variant (recipe output.crop: random)")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and print the plan (per source: images, variants, crops, pairs); "
+                        "write nothing")
     add_run_args(p)
     add_mask_args(p)
     p.set_defaults(func=run)
@@ -113,7 +133,7 @@ def _demo_recipe():
 
 
 def run(args) -> int:
-    from corruptor.build.builder import BuildConfig, BuildError, build
+    from corruptor.build.builder import BuildConfig, BuildError, build, dry_run
     from corruptor.sources.sources import SourceError, demo_sources, parse_kind_arg, parse_source_arg
 
     try:
@@ -141,7 +161,10 @@ def run(args) -> int:
                           shard_size=shard_size, variants=args.variants, crops=args.crops,
                           distributor=args.distributor, workers=args.workers, retries=args.retries,
                           ray_address=args.ray_address, mode=args.mode, retry_failed=args.retry_failed,
-                          mask_source=mask_settings(args), progress=not args.no_progress and sys.stderr.isatty())
+                          mask_source=mask_settings(args), progress=progress_mode(args),
+                          max_failed=args.max_failed)
+        if args.dry_run:
+            return print_dry_run(dry_run(cfg), args.json)
         report = build(cfg)
     except (SourceError, BuildError) as exc:
         raise UsageError(str(exc)) from None
@@ -149,10 +172,39 @@ def run(args) -> int:
     return 0
 
 
+def print_dry_run(result, as_json: bool) -> int:
+    from corruptor.build.plan_summary import format_table, to_dicts
+
+    if as_json:
+        print(json.dumps({"target": result.plan.target, "shards": len(result.plan.shards),
+                          "sources": to_dicts(result.lines), "warnings": result.warnings}, indent=2))
+        return 0
+    print(format_table(result.lines))
+    print(f"{result.plan.target} pairs in {len(result.plan.shards)} shard(s) of {result.plan.shard_size}; "
+          "dry run: nothing written")
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    return 0
+
+
+def progress_mode(args) -> str | bool:
+    """A bar on a terminal; periodic one-line reports in a log (stderr redirected); or nothing."""
+    if args.no_progress:
+        return False
+    return True if sys.stderr.isatty() else "log"
+
+
 def print_report(report, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
+    if report.damaged_shards:
+        print(f"redid {len(report.damaged_shards)} finished shard(s) whose tar did not match its done marker: "
+              f"{', '.join(report.damaged_shards)}", file=sys.stderr)
+    if report.shortfall:
+        print(f"target {report.target} not reached: {report.shortfall} pair(s) short "
+              f"({report.failed} failed, {report.skipped} skipped; failed samples are not replaced)",
+              file=sys.stderr)
     print(f"{report.out}: {report.ok} pairs in {report.shards} shard(s) "
           f"({report.shards_run} run, {report.shards_resumed} already done); "
           f"failed {report.failed}, skipped {report.skipped}; {report.seconds:.1f} s"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 COMMANDS: tuple[str, ...] = ("list", "preview", "masks", "build", "rebuild", "validate", "stats")
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Library warnings (e.g. a target far beyond the sources) as one plain line each.
+    logging.basicConfig(level=logging.WARNING, format=f"corruptor {args.command}: %(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

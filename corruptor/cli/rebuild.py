@@ -1,11 +1,10 @@
 """`corruptor rebuild`: an old dataset's plan and mask cache, a new recipe, a new folder."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from corruptor.cli.main import UsageError
-from corruptor.cli.build import add_run_args, print_report
+from corruptor.cli.build import add_run_args, print_report, progress_mode
 
 
 def register(sub):
@@ -24,7 +23,8 @@ def run(args) -> int:
     try:
         report = rebuild(args.old, args.recipe, args.out, distributor=args.distributor, workers=args.workers,
                          retries=args.retries, ray_address=args.ray_address, mode=args.mode,
-                         retry_failed=args.retry_failed, progress=not args.no_progress and sys.stderr.isatty())
+                         retry_failed=args.retry_failed, progress=progress_mode(args),
+                         max_failed=args.max_failed)
     except BuildError as exc:
         raise UsageError(str(exc)) from None
     print_report(report, args.json)

@@ -17,12 +17,12 @@ def register(sub):
 
 
 def run(args) -> int:
-    from corruptor.build.stats import collect, format_table, plot
+    from corruptor.build.stats import ManifestError, collect, format_table, plot
     from maa_format.paths import UnsafePathError
 
     try:
         st = collect(args.dir)
-    except (FileNotFoundError, UnsafePathError) as exc:
+    except (FileNotFoundError, ManifestError, UnsafePathError) as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(st.to_dict(), indent=2) if args.json else format_table(st))
     if not args.no_plots:

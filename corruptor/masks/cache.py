@@ -177,6 +177,47 @@ class MaskCache:
             scores.append(float(row["score"]))
         return MaskSet(masks, scores)
 
+    def _read_runs(self, path: Path, sha256: str, shape: tuple[int, int] | None):
+        """Like ``_read`` but undecoded: (run lengths per mask, (h, w)), checked the same
+        way (the stored area must equal the sum of the runs of ones)."""
+        import pyarrow.parquet as pq
+
+        from corruptor.build.mask_view import runs_of
+
+        table = pq.read_table(path, columns=["counts", "h", "w", "area"])
+        info = self._check_meta(table.schema.metadata, sha256)
+        h, w = int(info["height"]), int(info["width"])
+        if shape is not None and (h, w) != tuple(shape):
+            raise CacheMismatch(f"masks are {h}x{w} but the image is {shape[0]}x{shape[1]}")
+        if table.num_rows != int(info["count"]):
+            raise CacheMismatch(f"{table.num_rows} rows, metadata says {info['count']}")
+        out = []
+        cols = table.to_pydict()
+        for counts, mh, mw, area in zip(cols["counts"], cols["h"], cols["w"], cols["area"]):
+            if (mh, mw) != (h, w):
+                raise CacheMismatch(f"a mask is {mh}x{mw}, expected {h}x{w}")
+            runs = runs_of(counts, (h, w))
+            if int(runs[1::2].sum()) != area:
+                raise CacheMismatch("a mask's area does not match its RLE")
+            out.append(runs)
+        return out, (h, w)
+
+    def get_runs(self, sha256: str, shape: tuple[int, int] | None = None):
+        """Cached masks as run lengths, without decoding them, or None on a miss (a corrupt
+        or mismatched file is deleted, as in ``get``)."""
+        path = self.path(sha256)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            runs = self._read_runs(path, sha256, shape)
+        except Exception as exc:
+            self._discard(path, exc)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return runs
+
     def _discard(self, path: Path, why: Exception) -> None:
         log.warning("mask cache: discarding %s (%s); it will be rebuilt", path, why)
         self.rebuilt += 1

@@ -49,6 +49,11 @@ GLASS_BLUR = tuple(
 
 # Kernel support of the Gaussian, in sigmas (SciPy's and scikit-image's default).
 GAUSSIAN_TRUNCATE = 4.0
+# gaussian_blur's support: beyond 3.1 sigma both tails together hold erfc(3.1 / sqrt 2) =
+# 0.19% of the weight, under half a uint8 level even on a 0/255 edge, so the output is the
+# 4-sigma one to within rounding (PSNR vs imagecorruptions unchanged) with 19 taps at
+# severity 3 instead of 25.
+GAUSSIAN_BLUR_TRUNCATE = 3.1
 
 
 def _to_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -56,9 +61,9 @@ def _to_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return cv2.convertScaleAbs(values, alpha=scale)
 
 
-def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of a uint8 image, edges repeated, support +-4 sigma."""
-    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+def gaussian(image: np.ndarray, sigma: float, truncate: float = GAUSSIAN_TRUNCATE) -> np.ndarray:
+    """Gaussian blur of a uint8 image, edges repeated, support +-``truncate`` sigma."""
+    radius = int(truncate * sigma + 0.5)
     if radius < 1:
         return image.copy()
     size = 2 * radius + 1
@@ -70,7 +75,8 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
           sampler=table_sampler(GAUSSIAN_BLUR), suites=SUITES)
 def gaussian_blur(image: np.ndarray, params: Params) -> np.ndarray:
     """Gaussian blur."""
-    return gaussian(image, number(params, "sigma", "gaussian_blur", low=0.0, high=100.0))
+    return gaussian(image, number(params, "sigma", "gaussian_blur", low=0.0, high=100.0),
+                    truncate=GAUSSIAN_BLUR_TRUNCATE)
 
 
 def _disk_rows(radius: float) -> tuple[np.ndarray, np.ndarray]:

@@ -25,13 +25,15 @@ from maa_format.rng import child_seed
 RESIZE_METHODS: tuple[str, ...] = ("area", "bilinear", "bicubic")
 RESIZE_MODES: tuple[str, ...] = ("up", "down", "keep")
 
+# Level 1 is narrowed (less blur, no deep downscale) so that 1-px text survives it
+# (tests/corruptor/ops/test_severity.py).
 # Per level and stage: sigma (blur), scale (resize bounds), noise (Gaussian sigma on the
 # 0..255 scale), poisson (Poisson scale), jpeg (quality bounds). Probabilities that the
 # published chain fixes are the same at every level.
 REALESRGAN: tuple[dict, ...] = (
     {"stages": (
-        {"sigma": (0.2, 1.0), "scale": (0.6, 1.2), "noise": (1, 8), "poisson": (0.05, 0.8), "jpeg": (75, 95)},
-        {"sigma": (0.2, 0.6), "scale": (0.7, 1.1), "noise": (1, 6), "poisson": (0.05, 0.6), "jpeg": (75, 95)},
+        {"sigma": (0.2, 0.6), "scale": (0.85, 1.2), "noise": (1, 8), "poisson": (0.05, 0.8), "jpeg": (75, 95)},
+        {"sigma": (0.2, 0.5), "scale": (0.85, 1.1), "noise": (1, 6), "poisson": (0.05, 0.6), "jpeg": (75, 95)},
     )},
     {"stages": (
         {"sigma": (0.2, 2.0), "scale": (0.35, 1.4), "noise": (1, 18), "poisson": (0.05, 1.8), "jpeg": (50, 95)},

@@ -74,13 +74,16 @@ def scan_low_contrast(image: np.ndarray, params: Params) -> np.ndarray:
 # ------------------------------------------------------------------ halftone
 
 # period: screen cell size in pixels; scan_scale: the rescanning resolution relative to
-# the print, without anti-aliasing, which beats against the screen into moire.
+# the print, without anti-aliasing, which beats against the screen into moire; blur:
+# ink spread and scanner optics in pixels. A fine screen under a soft scan is barely
+# visible (severity 1 must be mild); coarse, crisp dots are what makes high levels hard,
+# so blur falls as the period grows.
 HALFTONE: tuple[dict, ...] = (
-    {"period": (2.0, 2.5), "scan_scale": (0.9, 0.95)},
-    {"period": (2.5, 3.2), "scan_scale": (0.85, 0.92)},
-    {"period": (3.2, 4.0), "scan_scale": (0.8, 0.9)},
-    {"period": (4.0, 5.0), "scan_scale": (0.75, 0.85)},
-    {"period": (5.0, 6.5), "scan_scale": (0.7, 0.8)},
+    {"period": (2.5, 3.0), "scan_scale": (0.9, 0.95), "blur": (1.2, 1.5)},
+    {"period": (3.0, 3.5), "scan_scale": (0.85, 0.92), "blur": (0.9, 1.1)},
+    {"period": (3.5, 4.0), "scan_scale": (0.8, 0.9), "blur": (0.7, 0.9)},
+    {"period": (4.0, 5.0), "scan_scale": (0.75, 0.85), "blur": (0.5, 0.7)},
+    {"period": (5.0, 6.5), "scan_scale": (0.7, 0.8), "blur": (0.3, 0.5)},
 )
 # Classic screen angles of the C, M, Y and K separations, in degrees.
 SCREEN_ANGLES: tuple[float, ...] = (15.0, 75.0, 0.0, 45.0)
@@ -90,7 +93,7 @@ def _sample_halftone(rng: np.random.Generator, level: int, shape: tuple[int, int
     row = HALFTONE[level - 1]
     u = rng.random(4)
     return {"period": _lerp(row["period"], u[0]), "scan_scale": _lerp(row["scan_scale"], 1.0 - u[1]),
-            "rotation": _lerp((0.0, 90.0), u[2]), "blur": _lerp((0.3, 0.7), u[3])}
+            "rotation": _lerp((0.0, 90.0), u[2]), "blur": _lerp(row["blur"], 1.0 - u[3])}
 
 
 def _screen_quantiles() -> np.ndarray:
@@ -136,6 +139,11 @@ def halftone(image: np.ndarray, params: Params) -> np.ndarray:
     black = cv2.min(cv2.min(c, m), y)
     # Grey-component replacement: the shared part of C, M, Y prints as black.
     cmy = cv2.subtract(ink, cv2.merge([black, black, black]))
+    # The colour screens are independent of the black one, so a colour dot falls on black
+    # ink with probability k and adds nothing there: coverage c/(1-k) makes the union
+    # c + k, and a flat tint prints at its own tone (otherwise dark colours wash out).
+    free = cv2.subtract(np.full_like(black, 255), black).astype(np.float32)
+    cmy = cv2.convertScaleAbs(cmy.astype(np.float32) * (255.0 / np.maximum(free, 1.0))[:, :, None])
     rotation = float(params["rotation"])
 
     def dots(separation: np.ndarray, angle: float) -> np.ndarray:
@@ -160,9 +168,11 @@ def halftone(image: np.ndarray, params: Params) -> np.ndarray:
 # ------------------------------------------------------------------ stroke blur
 
 # sigma: optical blur in pixels; radius: choices of the stroke morphology radius in pixels.
+# A radius-1 "thin" erases 1-px strokes outright, so severity 1 changes no stroke width
+# (mild: text stays legible) and severity 2 does so in half of its samples.
 STROKE_BLUR: tuple[dict, ...] = (
-    {"sigma": (0.5, 0.8), "radius": (0, 1)},
-    {"sigma": (0.8, 1.1), "radius": (1,)},
+    {"sigma": (0.5, 0.8), "radius": (0,)},
+    {"sigma": (0.8, 1.1), "radius": (0, 1)},
     {"sigma": (1.1, 1.5), "radius": (1,)},
     {"sigma": (1.5, 2.0), "radius": (1, 2)},
     {"sigma": (2.0, 2.8), "radius": (2,)},

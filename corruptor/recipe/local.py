@@ -25,7 +25,11 @@ from corruptor.ops.step import replay_op
 RunOps = Callable[[np.ndarray, int], tuple[np.ndarray, list[dict]]]
 
 
-def check_masks(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
+def check_masks(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> Sequence[np.ndarray]:
+    if hasattr(masks, "areas"):  # a lazy view (corruptor.build.mask_view): decoded on use
+        if tuple(masks.shape) != tuple(shape):
+            raise ValueError(f"masks have shape {tuple(masks.shape)}; they must match the image's {tuple(shape)}")
+        return masks
     out = []
     for i, mask in enumerate(masks):
         arr = np.asarray(mask)
@@ -38,6 +42,9 @@ def check_masks(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.
 def candidates(masks: Sequence[np.ndarray], area: tuple[float, float]) -> list[int]:
     """Indices of masks whose area fraction lies in ``[area[0], area[1]]`` (and is non-empty)."""
     keep = []
+    if hasattr(masks, "areas"):  # lazy view: areas known without decoding
+        return [i for i, count in enumerate(masks.areas)
+                if count > 0 and area[0] <= count / masks.size <= area[1]]
     for i, mask in enumerate(masks):
         count = int(np.count_nonzero(mask))
         frac = count / mask.size

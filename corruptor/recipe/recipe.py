@@ -40,7 +40,9 @@ class RecipeError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No inf/NaN anywhere: `weight: .inf` would turn every one_of probability into NaN and
+    # fail every sample of a build (a silent 0-pair dataset); refused here, naming the field.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -56,7 +58,9 @@ class _Strict(BaseModel):
 # ---------------------------------------------------------------- nodes
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-Weight = Annotated[float, Field(gt=0.0)]
+# Capped so that a one_of's sum of weights stays finite (1e308 + 1e308 overflows to inf).
+MAX_WEIGHT = 1e6
+Weight = Annotated[float, Field(gt=0.0, le=MAX_WEIGHT, allow_inf_nan=False)]
 
 SEVERITY_FORMS = ("an integer 1..5", "a range [lo, hi] with 1 <= lo <= hi <= 5",
                   "{weights: [w1, w2, w3, w4, w5]}")
@@ -70,8 +74,9 @@ class SeverityWeights(_Strict):
     def _positive(cls, w: list[float]) -> list[float]:
         if len(w) != len(LEVELS):
             raise ValueError(f"severity weights need one weight per level 1..5 (5 numbers), got {len(w)}")
-        if min(w) < 0 or sum(w) <= 0:
-            raise ValueError(f"severity weights must be >= 0 with a positive sum, got {list(w)}")
+        if not all(np.isfinite(x) and x <= MAX_WEIGHT for x in w) or min(w) < 0 or sum(w) <= 0:
+            raise ValueError(f"severity weights must be finite numbers in [0, {MAX_WEIGHT:g}] with a positive sum, "
+                             f"got {list(w)}")
         return w
 
 

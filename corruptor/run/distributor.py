@@ -17,14 +17,19 @@ the bar keeps each task's highest count and never counts an item twice.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import queue as queue_mod
 import signal
+import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,16 +44,59 @@ class ShardOutcome:
         return self.error is None
 
 
+LOG_INTERVAL_S = 30.0   # seconds between progress lines when stderr is a log, not a terminal
+
+
+class _LogLines:
+    """The tqdm calls Progress makes, written as one plain line every LOG_INTERVAL_S seconds
+    (a bar's carriage returns are unreadable in a log file, and silence looks like a hang)."""
+
+    def __init__(self, total: int, desc: str, stream: Any = None):
+        self.total, self.desc, self.n, self.failed = total, desc, 0, 0
+        self.stream = stream
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= LOG_INTERVAL_S:
+            self.last = now
+            self._line(now)
+
+    def set_postfix(self, failed_shards: int = 0, refresh: bool = False) -> None:
+        self.failed = failed_shards
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.n / elapsed
+        left = self.total - self.n
+        eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
+        pct = 100.0 * self.n / self.total if self.total else 100.0
+        failed = f", {self.failed} failed shard(s)" if self.failed else ""
+        return (f"{self.desc}: {self.n}/{self.total} pairs ({pct:.1f}%), {rate:.2f} pairs/s, "
+                f"ETA {eta}, {elapsed:.0f} s elapsed{failed}")
+
+    def _line(self, now: float) -> None:
+        stream = self.stream or sys.stderr
+        print(self.line(now), file=stream, flush=True)
+
+    def close(self) -> None:
+        self._line(time.monotonic())
+
+
 class Progress:
     """tqdm over items (pairs): each task's count is its highest reported ``done``, so a
-    retried task is not counted twice; pairs/s and ETA move with every report."""
+    retried task is not counted twice; pairs/s and ETA move with every report.
+    ``enabled="log"`` writes periodic plain lines instead of a bar (stderr is not a terminal)."""
 
-    def __init__(self, sizes: Sequence[int], enabled: bool, desc: str = "build"):
+    def __init__(self, sizes: Sequence[int], enabled: bool | str, desc: str = "build"):
         self.bar = None
         self.sizes = list(sizes)
         self.done = [0] * len(self.sizes)
         self.failed = 0
-        if enabled:
+        if enabled == "log":
+            self.bar = _LogLines(sum(self.sizes), desc)
+        elif enabled:
             from tqdm import tqdm
 
             self.bar = tqdm(total=sum(self.sizes), unit="pair", desc=desc, smoothing=0.05, dynamic_ncols=True)
@@ -117,11 +165,45 @@ def _call_reporting(worker_fn: Callable[[Any], Any], index: int, task: Any,
         _reporter = None
 
 
-def _init_pool_worker(progress_queue: Any) -> None:
+PR_SET_PDEATHSIG = 1        # linux/prctl.h
+WATCHDOG_INTERVAL_S = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when the driver does, however it dies (SIGKILL included):
+    otherwise orphaned workers finish their queue and then hang on a dead pipe.
+
+    Linux: the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG). Everywhere,
+    and in case the signal was armed too late or the spawning thread was not the driver's
+    main one: a daemon thread polls the parent id and exits the process when it changes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (odd libc): the watchdog still works
+            pass
+    if os.getppid() != parent_pid:   # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCHDOG_INTERVAL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)   # no cleanup: a half-written shard is only temp files, removed next run
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_pool_worker(progress_queue: Any, parent_pid: int | None = None) -> None:
     global _progress_queue
     # Ctrl-C reaches the whole process group; the driver alone handles it (by stopping the
     # pool), otherwise each worker would abort its shard and then take the next one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _progress_queue = progress_queue
 
 
@@ -190,7 +272,7 @@ def run_local(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers:
         while todo:
             # A killed worker breaks the whole pool: start a fresh one for what is left.
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker,
-                                     initargs=(progress_queue,)) as pool:
+                                     initargs=(progress_queue, os.getpid())) as pool:
                 try:
                     todo = _run_pool_round(pool, todo, tasks, worker_fn, attempts, retries, outcomes, bar,
                                            progress_queue)
@@ -265,39 +347,61 @@ def run_ray(tasks: Sequence[Any], worker_fn: Callable[[Any], Any], *, workers: i
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_ray_call)
     outcomes: list[ShardOutcome | None] = [None] * len(tasks)
     bar = Progress([_size(t) for t in tasks], progress)
-    # Zero CPUs: the counter never takes a slot a shard could use.
-    counter = ray.remote(num_cpus=0)(_RayProgress).remote() if bar.enabled else None
+    counter = _progress_mailbox(ray) if bar.enabled else None
     fn_ref = ray.put(worker_fn)
     # At most `workers` tasks in flight: on a shared cluster this is the build's share.
     queue = list(range(len(tasks)))[::-1]
     running: dict[Any, int] = {}
+    from corruptor.run.signals import terminate_raises
+
     try:
-        while queue or running:
-            while queue and len(running) < max(1, workers):
-                i = queue.pop()
-                running[remote.remote(fn_ref, i, tasks[i], counter)] = i
-            done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL_S if counter else None)
-            if counter is not None:
-                for i, n in ray.get(counter.take.remote()).items():
-                    bar.update(i, n)
-            for ref in done:
-                i = running.pop(ref)
-                try:
-                    outcomes[i] = ShardOutcome(i, ray.get(ref), None)
-                except Exception as exc:
-                    outcomes[i] = ShardOutcome(i, None, _describe(exc), retries + 1)
-                bar.finish(i, outcomes[i].ok)
-    except BaseException:   # Ctrl-C: stop the shards in flight instead of leaving them to the cluster
+        with terminate_raises():  # SIGTERM cancels the shards in flight, as Ctrl-C does
+            while queue or running:
+                while queue and len(running) < max(1, workers):
+                    i = queue.pop()
+                    running[remote.remote(fn_ref, i, tasks[i], counter)] = i
+                done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL_S if counter else None)
+                if counter is not None:
+                    try:
+                        counts = ray.get(counter.take.remote())
+                    except ray.exceptions.RayError:   # the mailbox is gone: progress per finished shard only
+                        counter, counts = None, {}
+                    for i, n in counts.items():
+                        bar.update(i, n)
+                for ref in done:
+                    i = running.pop(ref)
+                    try:
+                        outcomes[i] = ShardOutcome(i, ray.get(ref), None)
+                    except Exception as exc:
+                        outcomes[i] = ShardOutcome(i, None, _describe(exc), retries + 1)
+                    bar.finish(i, outcomes[i].ok)
+    except BaseException:   # Ctrl-C or SIGTERM: stop the shards in flight instead of leaving them to the cluster
         for ref in running:
             ray.cancel(ref, force=True)
         raise
     finally:
         bar.close()
         if counter is not None:
-            ray.kill(counter)
+            try:
+                ray.kill(counter)
+            except ray.exceptions.RayError:   # already gone with its node
+                pass
         if started:  # a local cluster we started must not outlive the build
             ray.shutdown()
     return outcomes  # type: ignore[return-value]
+
+
+def _progress_mailbox(ray):
+    """The progress actor, on the driver's node: placed on another node it would die with that
+    node, and a lost node must cost only its shards' retries, never the build. Zero CPUs: it
+    never takes a slot a shard could use."""
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+        return ray.remote(num_cpus=0, scheduling_strategy=here)(_RayProgress).remote()
+    except (ImportError, AttributeError, TypeError):   # an older Ray without node affinity
+        return ray.remote(num_cpus=0)(_RayProgress).remote()
 
 
 class _RayProgress:

@@ -12,8 +12,9 @@ import glob
 import io
 import os
 import re
+import stat
 import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ class SourceError(ValueError):
 class ItemReadError(ValueError):
     """One item whose image cannot be made, for good (e.g. a PDF page that does not render):
     recorded as that sample's failed status row, the build goes on."""
+
+
+class NotRegularFile(OSError):
+    """An item that is not a regular file (FIFO, device, socket, tar link): never opened,
+    recorded as a permanent failure in its sample's row."""
 
 
 @dataclass(frozen=True)
@@ -145,9 +151,31 @@ class Locator:
         return Locator(value[0], tuple(value[1:]))
 
 
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _read_file(path: str) -> bytes:
-    with open(path, "rb") as fh:
+    # stat before open: opening a FIFO blocks until a writer comes, a device may act on open.
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(f"not_regular_file: {_file_type(mode)}, not read")
+    # O_NONBLOCK: should the path be swapped for a FIFO after the stat, open still returns.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"not_regular_file: {_file_type(mode)}, not read")
         return fh.read()
+
+
+def _read_refused(reason: str) -> bytes:
+    """A tar member that is a link, device or FIFO: listed so that it gets a row, never read."""
+    raise NotRegularFile(f"not_regular_file: {reason}")
 
 
 def _read_tar_member(path: str, offset: int, size: int) -> bytes:
@@ -202,6 +230,7 @@ _READERS = {
     "synthetic": _read_synthetic,
     "embedded": _read_embedded,
     "pdf": _read_pdf_page,
+    "refused": _read_refused,
 }
 
 
@@ -271,7 +300,19 @@ def _is_image(name: str) -> bool:
 
 def _scan_folder(spec: SourceSpec, root: Path) -> list[SourceItem]:
     items = []
+    # Linked folders are followed, but each real folder once: a link back to an ancestor
+    # (a loop) or two links to one folder would otherwise repeat its images.
+    seen_dirs: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for fn in sorted(filenames):
             if _is_image(fn) and not fn.startswith("."):
@@ -305,12 +346,18 @@ def _scan_list(spec: SourceSpec, path: Path) -> list[SourceItem]:
     base = path.parent
     entries = list_entries(spec, path)
     items, missing = [], []
+    # Plain strings, not Path objects: a list of a million files spent most of its scan
+    # building and parsing Path objects (35 s); os.path keeps it to the stat calls.
+    base_str = str(base)
+    isfile, join, isabs = os.path.isfile, os.path.join, os.path.isabs
     for entry in entries:
-        full = Path(entry) if os.path.isabs(entry) else base / entry
-        if not full.is_file():
+        full = entry if isabs(entry) else join(base_str, entry)
+        if "//" in full or "/." in full or full.startswith("./"):
+            full = str(Path(full))  # the rare unnormalised entry: same string as before
+        if not isfile(full):
             missing.append(entry)
             continue
-        items.append(SourceItem(spec.name, entry, Locator("file", (str(full),))))
+        items.append(SourceItem(spec.name, entry, Locator("file", (full,))))
     if missing:
         raise SourceError(
             f"source '{spec.name}': {len(missing)} listed file(s) not found, e.g. {missing[0]!r} "
@@ -331,7 +378,7 @@ def _scan_tars(spec: SourceSpec, pattern: str) -> list[SourceItem]:
         try:
             with tarfile.open(tar_path, "r:") as tf:
                 for member in tf:
-                    if not member.isfile() or not _is_image(member.name):
+                    if not _is_image(member.name) or member.isdir():
                         continue
                     # webdataset groups members by the part of the basename before the first dot
                     dirname, base = os.path.split(member.name)
@@ -340,13 +387,27 @@ def _scan_tars(spec: SourceSpec, pattern: str) -> list[SourceItem]:
                         continue  # first image member of a sample only
                     seen.add(sample_key)
                     ref = f"{os.path.basename(tar_path)}/{member.name}"
-                    items.append(SourceItem(
-                        spec.name, ref, Locator("tar", (os.path.abspath(tar_path), member.offset_data, member.size)),
-                    ))
+                    if member.isfile():
+                        locator = Locator("tar", (os.path.abspath(tar_path), member.offset_data, member.size))
+                    else:   # a link, device or FIFO member: a row that says so, never a silent drop
+                        locator = Locator("refused", (f"tar member is {_tar_member_type(member)}, not read",))
+                    items.append(SourceItem(spec.name, ref, locator))
         except tarfile.TarError as exc:
             raise SourceError(f"source '{spec.name}': cannot read tar {tar_path}: {exc}") from None
     items.sort(key=lambda it: it.ref)
     return items
+
+
+def _tar_member_type(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "a symbolic link"
+    if member.islnk():
+        return "a hard link"
+    if member.isfifo():
+        return "a FIFO"
+    if member.ischr() or member.isblk():
+        return "a device"
+    return "not a regular file"
 
 
 def _scan_paired(spec: SourceSpec, root: Path) -> tuple[list[SourceItem], dict[str, Any]]:
@@ -434,6 +495,15 @@ def scan_source(spec: SourceSpec) -> ScannedSource:
     """List a source's items (sorted, deterministic). Raises ``SourceError`` if missing or empty."""
     path = spec.path
     notes: dict[str, Any] = {}
+    if not (path.startswith(SYNTHETIC_PREFIX) or path == EMBEDDED_PHOTOS):
+        # Stored absolute (in the plan, dataset.json and every locator): a resume or rebuild
+        # from another folder, or a Ray worker with another cwd, reads the same files.
+        if path.startswith(PDF_PREFIX):   # pdf:FOLDER[?options]: the folder part
+            folder, sep, query = path[len(PDF_PREFIX):].partition("?")
+            path = f"{PDF_PREFIX}{os.path.abspath(folder)}{sep}{query}" if folder else path
+        else:
+            path = os.path.abspath(path)
+        spec = replace(spec, path=path)
     if path.startswith(SYNTHETIC_PREFIX):
         items, stype = _scan_synthetic(spec), "synthetic"
     elif path.startswith(PDF_PREFIX):

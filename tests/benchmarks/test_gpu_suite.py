@@ -136,6 +136,8 @@ def test_every_planned_flag_exists(tmp_path, monkeypatch, capsys, smoke):
     s = _settings(tmp_path, smoke=smoke)
     for stage in STAGES:
         for cmd in stage.commands(s):
+            if cmd[1].endswith(".py") and not (ROOT / cmd[1]).is_file():
+                continue  # a slot for a script still being written (its stage records "does not exist yet")
             if "torch.distributed.run" in cmd:  # torchrun's own flags run in the smoke test
                 cmd = [PY, *cmd[cmd.index("-m", cmd.index("torch.distributed.run")):]]
             text = _help(cmd, monkeypatch, capsys)
@@ -188,3 +190,30 @@ def test_user_sources_replace_the_embedded_ones(tmp_path):
     assert given == ["photos=/data/div2k", "web=/data/cc.txt"]
     default = next(c for c in DATASET.commands(_settings(tmp_path)) if "build" in c)
     assert "photos=embedded:photos" in default
+
+
+def test_missing_modules_or_scripts_skip_with_the_reason_and_others_run(tmp_path):
+    stages = (Stage("masks", _py("print('never')"), requires=("no_such_module_xyz",)),
+              Stage("robustness", lambda s: [[PY, "benchmarks/no_such_bench.py"]]),
+              Stage("overhead", _py("print('ran')")))
+    done = gpu_suite.run_suite(stages, _settings(tmp_path))
+    assert done["masks"]["status"] == "skipped" and "no_such_module_xyz" in done["masks"]["reason"]
+    assert done["robustness"]["status"] == "skipped" and "does not exist yet" in done["robustness"]["reason"]
+    assert done["overhead"]["status"] == "ok"
+
+
+def test_budget_caps_each_stage_and_skips_when_spent(tmp_path):
+    s = Settings(**{**_settings(tmp_path, timeout=60.0).__dict__, "budget": 12.0})
+    stages = (Stage("dataset", _py("import time; time.sleep(30)")),  # cut at the budget, not at 60 s
+              Stage("overhead", _py("print('never')")))
+    t0 = time.monotonic()
+    done = gpu_suite.run_suite(stages, s)
+    assert time.monotonic() - t0 < 40
+    assert done["dataset"]["status"] == "timeout"
+    assert done["overhead"]["status"] == "skipped" and "--budget" in done["overhead"]["reason"]
+
+
+def test_no_stage_outside_masks_needs_sam2_or_ray():
+    for stage in STAGES:
+        if stage.name != "masks":
+            assert not {"sam2", "ray"} & set(stage.requires), stage.name

@@ -172,7 +172,7 @@ def test_bad_files_get_status_rows_and_the_run_goes_on(tmp_path):
     make_photos(tmp_path / "bad" / "good", 2, sub=False)
     n = len(expected) + 2
     report = build(BuildConfig(recipe=GLOBAL_RECIPE, sources=[SourceSpec("bad", str(tmp_path / "bad"))],
-                               out=tmp_path / "ds", target=n, shard_size=4, min_side=2))
+                               out=tmp_path / "ds", target=n, shard_size=4, min_side=2, max_failed=1.0))
     assert report.rows == n and not report.failed_shards
     rows = {r["ref"]: r for p in sorted((tmp_path / "ds" / "shards").glob("*.parquet"))
             for r in pq.read_table(p).to_pylist()}
@@ -197,12 +197,16 @@ def test_transient_failures_are_retried_on_request(photos, reference, tmp_path, 
         return real_read(self)
 
     monkeypatch.setattr(Locator, "read", flaky)
-    first = build(config(photos, out))
-    assert first.failed > 0
+    with pytest.raises(BuildError, match="more than --max-failed 0.05"):   # 4 of 20 failed: no dataset.json
+        build(config(photos, out))
+    assert not (out / "dataset.json").exists()
+    first = build(config(photos, out, max_failed=0.5))                     # accepted on request, nothing rerun
+    assert first.failed > 0 and first.shards_run == 0 and first.shortfall == first.failed
+    assert json.loads((out / "dataset.json").read_text())["counts"]["shortfall"] == first.failed
     rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert {r["error_kind"] for r in rows if r["status"] == "failed"} == {"transient"}
     monkeypatch.setattr(Locator, "read", real_read)
-    assert build(config(photos, out)).shards_run == 0          # plain resume keeps done shards
+    assert build(config(photos, out, max_failed=0.5)).shards_run == 0   # plain resume keeps done shards
     again = build(config(photos, out, retry_failed=True))
     assert again.failed == 0 and 0 < again.shards_run < again.shards
     assert dataset_bytes(out) == dataset_bytes(reference[0])

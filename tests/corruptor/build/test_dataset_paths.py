@@ -162,6 +162,33 @@ def test_rebuild_refuses_a_locator_of_another_type(ds, tmp_path):
         rebuild(ds, OTHER_RECIPE, tmp_path / "new")
 
 
+def test_rebuild_refuses_a_refused_locator_outside_a_tar_source(ds, tmp_path):
+    # "refused" (a tar member that is a link or device: a row, never read) belongs to tar sources only
+    _set_locator(ds, "alpha", ["refused", "tar member is a symbolic link, not read"])
+    with pytest.raises(BuildError, match="a refused locator in a folder source"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+@pytest.mark.parametrize("locator, says", [
+    (["refused"], r"a refused locator has 1 argument\(s\) \(reason\), got 0"),
+    (["refused", 7], r"locator\[1\]: expected a string, got int"),
+    (["pdf", "/x.pdf", 0, 100], r"a pdf locator has 4 argument\(s\)"),
+])
+def test_plan_schema_checks_refused_and_pdf_locators(ds, tmp_path, locator, says):
+    _set_locator(ds, "alpha", locator)
+    with pytest.raises(BuildError, match=says):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+
+
+@pytest.mark.parametrize("value, ok", [(0.2, True), ("lots", False), (1.5, False)])
+def test_dataset_json_max_failed_is_a_fraction(ds, value, ok):
+    edit(ds / "dataset.json", lambda d: d.update(max_failed=value))
+    report = validate(ds)
+    assert report.ok == ok
+    if not ok:
+        assert any("max_failed" in e for e in report.errors), report.errors
+
+
 def test_rebuild_refuses_sources_that_differ_from_dataset_json(ds, tmp_path):
     edit(ds / "plan.json", lambda d: d["plan"]["sources"][0].update(path="/"))
     with pytest.raises(BuildError, match="plan.sources: differ from the sources dataset.json records"):

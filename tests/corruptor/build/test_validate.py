@@ -22,7 +22,7 @@ def dataset(tmp_path_factory):
     make_photos(root / "src", 5)
     (root / "src" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     build(BuildConfig(recipe=LOCAL_RECIPE, sources=[SourceSpec("s", str(root / "src"))], out=root / "ds",
-                      target=12, shard_size=5, mask_source=MASKS))
+                      target=12, shard_size=5, mask_source=MASKS, max_failed=0.5))  # broken.jpg fails on purpose
     return root / "ds"
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from corruptor.ops import weather
-from corruptor.ops.weather import (FOG, FROST, FROST_TEXTURES, MUD_RGB, SNOW, SPATTER, fog, frost,
+from corruptor.ops.weather import (FOG, FROST, FROST_TEXTURES, SNOW, SPATTER, fog, frost,
                                frost_texture, frost_texture_dir, plasma_fractal, snow, spatter)
 
 

@@ -117,8 +117,9 @@ def test_build_writes_pages_and_status_rows_and_is_deterministic(folder, tmp_pat
     n = len(GOOD_REFS) + len(BAD_PDFS)
     spec = parse_source_arg(f"docs=pdf:{folder}?dpi=60")
 
-    def run(out):
-        return build(BuildConfig(recipe=GLOBAL_RECIPE, sources=[spec], out=out, target=n, shard_size=4))
+    def run(out):   # the bad PDFs are nearly half the rows: accepted here, refused by the default --max-failed
+        return build(BuildConfig(recipe=GLOBAL_RECIPE, sources=[spec], out=out, target=n, shard_size=4,
+                                 max_failed=1.0))
 
     report = run(tmp_path / "one")
     assert (report.rows, report.ok, report.failed) == (n, len(GOOD_REFS), len(BAD_PDFS))
@@ -134,3 +135,29 @@ def test_build_writes_pages_and_status_rows_and_is_deterministic(folder, tmp_pat
     assert source["type"] == "pdf" and source["kind"] == "ocr" and len(source["unusable_pdfs"]) == len(BAD_PDFS)
     run(tmp_path / "two")
     assert dataset_bytes(tmp_path / "one") == dataset_bytes(tmp_path / "two")
+
+
+def test_a_pdf_build_resumes_and_rebuilds_from_its_checked_plan(folder, tmp_path, monkeypatch):
+    from corruptor.build.builder import BuildError, rebuild
+    from tests.corruptor.build.build_fixtures import OTHER_RECIPE
+
+    n = len(GOOD_REFS) + len(BAD_PDFS)
+    monkeypatch.chdir(folder.parent)   # a relative pdf:FOLDER is stored with its folder made absolute
+    spec = parse_source_arg(f"docs=pdf:{folder.name}?dpi=60")
+    cfg = dict(recipe=GLOBAL_RECIPE, sources=[spec], out=tmp_path / "ds", target=n, shard_size=4, max_failed=1.0)
+    build(BuildConfig(**cfg))
+    plan = json.loads((tmp_path / "ds" / "plan.json").read_text())
+    assert plan["plan"]["sources"][0]["path"] == f"pdf:{folder}?dpi=60"
+    (tmp_path / "ds" / "shards" / "000001.stats.json").unlink()
+    again = build(BuildConfig(**cfg))   # plan.json (pdf locators) passes the schema check
+    assert again.shards_run == 1 and again.ok == len(GOOD_REFS)
+    monkeypatch.chdir(tmp_path)
+    report = rebuild(tmp_path / "ds", OTHER_RECIPE, tmp_path / "new", max_failed=1.0)
+    assert (report.ok, report.failed) == (len(GOOD_REFS), len(BAD_PDFS))
+    # a pdf locator that leads out of the source's folder is refused before anything is read
+    (tmp_path / "elsewhere.pdf").write_bytes((folder / "a.pdf").read_bytes())
+    doc = json.loads((tmp_path / "ds" / "plan.json").read_text())
+    doc["plan"]["items"][0]["locator"][1] = str(tmp_path / "elsewhere.pdf")
+    (tmp_path / "ds" / "plan.json").write_text(json.dumps(doc))
+    with pytest.raises(BuildError, match=r"plan\.items\[0\]\.locator: pdf .* is not a \.pdf file inside"):
+        rebuild(tmp_path / "ds", OTHER_RECIPE, tmp_path / "new2", max_failed=1.0)

@@ -122,3 +122,21 @@ def test_embedded_and_synthetic_sources_are_deterministic():
     assert Image.open(io.BytesIO(first)).size == (512, 512)
     with pytest.raises(SourceError, match="allowed: ocr"):
         scan_source(SourceSpec("o", "synthetic:faces"))
+
+
+def test_symlink_loops_and_repeated_links_list_each_image_once(tmp_path):
+    root = tmp_path / "src"
+    make_photos(root, 4)                                  # img002 sits in sub/
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)   # sub/loop -> src: a cycle
+    (root / "again").symlink_to(root / "sub", target_is_directory=True)  # a second way into sub/
+    refs = [it.ref for it in scan_source(SourceSpec("s", str(root))).items]
+    assert sorted(refs) == refs and len(refs) == 4
+    assert sum(r.endswith("img002.png") for r in refs) == 1
+
+
+def test_source_paths_are_stored_absolute(tmp_path, monkeypatch):
+    make_photos(tmp_path / "src", 2)
+    monkeypatch.chdir(tmp_path)
+    scanned = scan_source(SourceSpec("s", "src"))
+    assert scanned.spec.path == str(tmp_path / "src")
+    assert all(it.locator.args[0].startswith(str(tmp_path)) for it in scanned.items)
