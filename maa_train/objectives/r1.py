@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from maa_train.objectives.adversarial import select_tokens
 from maa_train.objectives.base import Objective, Step, Terms, register_objective
 
 
@@ -27,7 +28,10 @@ class R1(Objective):
     def terms(self, step: Step) -> Terms:
         if step.step % self.interval:
             return Terms()
-        r1 = r1_penalty(self.adversarial.disc, step.teacher)
+        # At the real tokens the discriminator is trained on (discriminator.tokens), not
+        # always the patch tokens: with tokens=cls the penalty belongs at the CLS token.
+        real = select_tokens(step.teacher, step.teacher_prefix, self.adversarial.tokens)
+        r1 = r1_penalty(self.adversarial.disc, real)
         return Terms(logged={"r1": r1}, own=self.weight * self.interval * r1)
 
 

@@ -134,6 +134,20 @@ def test_discriminator_trains_on_the_selected_tokens(tiny, tmp_path, tokens, mon
     assert {s[1] for s in seen} == {1 if tokens == "cls" else grid.prefix + grid.height * grid.width}
 
 
+@pytest.mark.parametrize("tokens", ["cls", "all"])
+def test_r1_penalty_is_taken_at_the_selected_tokens(tiny, tmp_path, tokens, monkeypatch):
+    # Regression: R1 took its penalty at the patch tokens whatever discriminator.tokens said.
+    seen = []
+    forward = adversarial.TokenDiscriminator.forward
+    monkeypatch.setattr(adversarial.TokenDiscriminator, "forward", lambda self, x: seen.append(x.shape) or forward(self, x))
+    trainer = Trainer(_cfg(tiny, tmp_path, "train.max_steps=1", f"discriminator.tokens={tokens}",
+                           "discriminator.r1_weight=1", "discriminator.r1_interval=1"))
+    trainer.fit()
+    assert [o.name for o in trainer.objectives] == ["distill", "adv", "r1"]
+    grid = trainer.student.grid
+    assert {s[1] for s in seen} == {1 if tokens == "cls" else grid.prefix + grid.height * grid.width}
+
+
 @pytest.mark.parametrize("overrides, field", [
     (["discriminator.width=0"], "discriminator.width"),
     (["loss.adv_warmup_steps=-5"], "loss.adv_warmup_steps"),
