@@ -24,7 +24,7 @@ import numpy as np
 
 from corruptor.run.distributor import report_progress
 from maa_format.rng import rng_for
-from corruptor.sources.sources import SourceItem
+from corruptor.sources.sources import ItemReadError, SourceItem
 from corruptor.build.writer import ShardWriter, json_bytes, shard_name
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -240,6 +240,9 @@ def process_sample(key: str, item: SourceItem, variant: int, crop_index: int, cf
         return row, None
     except SampleFailure as exc:
         row.update(status="failed", error=exc.reason, error_kind=exc.kind)
+        return row, None
+    except ItemReadError as exc:
+        row.update(status="failed", error=str(exc), error_kind="permanent")
         return row, None
     except MemoryError:
         row.update(status="failed", error="out of memory", error_kind="transient")

@@ -85,7 +85,8 @@ def register(sub):
     p.add_argument("--recipe", help="recipe YAML path or built-in name (maa-global, maa-paper, ...)")
     p.add_argument("--source", action="append", default=[], metavar="NAME=PATH[:weight]",
                    help="folder, .txt/.parquet list, .tar shards (glob), {ref,dis} pair folder, "
-                        "embedded:photos or synthetic:ocr[:count]; repeat for several")
+                        "embedded:photos, synthetic:ocr[:count] or pdf:FOLDER[?dpi=100&max_pages=N] (pages of every "
+                        "PDF below FOLDER); repeat for several")
     p.add_argument("--source-kind", action="append", default=[], metavar="NAME=KIND", help="photo, web or ocr")
     p.add_argument("--target", type=int_at_least(1), help="number of pairs to plan")
     p.add_argument("--out", required=True, type=Path)

@@ -23,6 +23,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 EMBEDDED_PHOTOS = "embedded:photos"
 SYNTHETIC_PREFIX = "synthetic:"
+PDF_PREFIX = "pdf:"  # pages of PDF documents, see corruptor.pdf_source
 DEFAULT_SYNTHETIC_COUNT = 64
 # Synthetic pages are a function of their index only, so the same page has the same
 # sha256 (and mask cache entry) in every dataset that uses it.
@@ -33,6 +34,11 @@ _VERSION_RE = re.compile(r"^(?P<stem>.+)_v(?P<n>[0-9]+)$")
 
 class SourceError(ValueError):
     """A source that cannot be used: raised before any work starts."""
+
+
+class ItemReadError(ValueError):
+    """One item whose image cannot be made, for good (e.g. a PDF page that does not render):
+    recorded as that sample's failed status row, the build goes on."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,12 @@ class SourceSpec:
 
 
 def infer_kind(path: str) -> str:
-    return "ocr" if path.startswith(SYNTHETIC_PREFIX) else "photo"
+    return "ocr" if path.startswith((SYNTHETIC_PREFIX, PDF_PREFIX)) else "photo"
 
 
 def parse_source_arg(text: str, kinds: dict[str, str] | None = None) -> SourceSpec:
-    """``NAME=PATH[:weight]``; synthetic sources read ``NAME=synthetic:ocr[:count[:weight]]``."""
+    """``NAME=PATH[:weight]``; synthetic sources read ``NAME=synthetic:ocr[:count[:weight]]``,
+    PDF sources ``NAME=pdf:PATH[?dpi=N&max_pages=N&max_side=N][:weight]``."""
     if "=" not in text:
         raise SourceError(f"--source '{text}': expected NAME=PATH[:weight]")
     name, _, rest = text.partition("=")
@@ -76,6 +83,12 @@ def parse_source_arg(text: str, kinds: dict[str, str] | None = None) -> SourceSp
         if len(parts) == 4:
             weight = _parse_weight(text, parts.pop())
         path = ":".join(parts)
+    elif rest.startswith(PDF_PREFIX):
+        # Only a number after a second colon is a weight: 'pdf:2' is a folder named 2.
+        head, sep, tail = rest[len(PDF_PREFIX):].rpartition(":")
+        path = rest
+        if sep and head and _is_number(tail):
+            path, weight = PDF_PREFIX + head, _parse_weight(text, tail)
     else:
         head, sep, tail = rest.rpartition(":")
         path = rest
@@ -174,11 +187,21 @@ def _read_embedded(name: str) -> bytes:
     return _encode_png(sample_photo(name))
 
 
+def _read_pdf_page(path: str, page: int, dpi: int, max_side: int) -> bytes:
+    from corruptor.pdf_source import PdfReadError, render_page
+
+    try:
+        return _encode_png(render_page(path, page, dpi, max_side))
+    except PdfReadError as exc:
+        raise ItemReadError(str(exc)) from None
+
+
 _READERS = {
     "file": _read_file,
     "tar": _read_tar_member,
     "synthetic": _read_synthetic,
     "embedded": _read_embedded,
+    "pdf": _read_pdf_page,
 }
 
 
@@ -388,6 +411,16 @@ def _scan_embedded(spec: SourceSpec) -> list[SourceItem]:
     return [SourceItem(spec.name, f"embedded/{n}", Locator("embedded", (n,))) for n in sorted(SAMPLE_PHOTOS)]
 
 
+def _scan_pdf(spec: SourceSpec) -> tuple[list[SourceItem], dict[str, Any]]:
+    from corruptor.pdf_source import PdfOptionError, scan_pdf
+
+    try:
+        entries, notes = scan_pdf(spec.path)
+    except PdfOptionError as exc:
+        raise SourceError(f"source '{spec.name}': {exc}") from None
+    return [SourceItem(spec.name, ref, Locator("pdf", args)) for ref, args in entries], notes
+
+
 def _dedupe(spec: SourceSpec, items: list[SourceItem]) -> list[SourceItem]:
     seen, out = set(), []
     for it in items:
@@ -403,6 +436,8 @@ def scan_source(spec: SourceSpec) -> ScannedSource:
     notes: dict[str, Any] = {}
     if path.startswith(SYNTHETIC_PREFIX):
         items, stype = _scan_synthetic(spec), "synthetic"
+    elif path.startswith(PDF_PREFIX):
+        (items, notes), stype = _scan_pdf(spec), "pdf"
     elif path == EMBEDDED_PHOTOS:
         items, stype = _scan_embedded(spec), "embedded"
     elif path.endswith(".tar") or any(c in path for c in "*?["):
@@ -423,7 +458,7 @@ def scan_source(spec: SourceSpec) -> ScannedSource:
         else:
             raise SourceError(
                 f"source '{spec.name}': {path} is not a folder, a .txt/.parquet list, a .tar shard, "
-                f"'{EMBEDDED_PHOTOS}' or 'synthetic:ocr[:count]'"
+                f"'{EMBEDDED_PHOTOS}', 'synthetic:ocr[:count]' or 'pdf:FOLDER'"
             )
     if not items:
         raise SourceError(f"source '{spec.name}': no images found in {path} ({stype} source)")

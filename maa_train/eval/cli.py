@@ -4,6 +4,10 @@
              [--max-samples N] [--tokens pooled|sampled|all] --out DIR
 
 Writes mechanism.md, mechanism.json and mechanism.png to --out and prints the markdown.
+
+    maa-eval probe --model PATH --train DIR --recipe R ... --out DIR
+
+the downstream check (linear probe and k-NN, clean and corrupted); `maa-eval probe --help`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from maa_train.eval.evaluate import (TOKEN_MODES, AdapterSpec, EvalOptions, Eval
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="maa-eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="maa-eval", description=__doc__.splitlines()[0],
+                                epilog="maa-eval probe --help: the downstream probe (maa_train/probe_cli.py)")
     p.add_argument("--model", required=True,
                    help="local folder of the HF encoder (or LLaVA model) the adapters were trained on")
     p.add_argument("--data", required=True, help="built dataset folder, shard glob, .tar or .txt list of URLs")
@@ -40,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden state to compare (default: the checkpoints', else the model's default)")
     p.add_argument("--use-projector", action="store_true", default=None,
                    help="compare features after the multimodal projector (LLaVA models)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the split into halves and the bootstrap")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the intervals (0: none)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--max-rows", type=int, default=10_000,
                    help="largest feature set (rows) the pairwise metrics accept; their time grows with rows^2")
@@ -50,12 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        from maa_train.probe_cli import main as probe_main
+
+        return probe_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         opts = EvalOptions(tokens=args.tokens, per_image=args.per_image, batch_size=args.batch_size,
                            max_samples=args.max_samples, device=args.device, precision=args.precision,
                            feature_layer=args.feature_layer, use_projector=args.use_projector, seed=args.seed,
+                           bootstrap=args.bootstrap,
                            workers=args.workers, max_rows=args.max_rows)
         specs = [AdapterSpec.parse(text) for text in args.adapters]
         shards = heldout_shards(args.data, args.val_fraction, args.all_shards)

@@ -6,13 +6,15 @@ One pass over held-out pairs extracts, per batch and on the same images:
     base        the frozen encoder on the degraded image          -> row "base (corrupted)"
     <name>      each adapter checkpoint on the degraded image     -> one row per checkpoint
 
-Each row compares its feature set with the clean set of the same images: paired MSE on all
-patch tokens, and MMD^2, KID, energy distance and linear CKA on token rows (`tokens`:
-mean-pooled per image by default, a fixed random sample of patches, or all patches). The
-"clean reference" row compares the clean features of one random half of the images with
-the other half: what the unpaired metrics read when both sets come from one distribution,
-i.e. their noise floor at this sample size. Paired metrics are not defined for it (the
-halves hold different images).
+Token rows per image (`tokens`): mean-pooled by default, a fixed random sample of patches,
+or all patches. The images are split once into halves A and B (fixed seed, over the images
+sorted by key): the two-sample metrics (MMD^2, KID, energy distance) compare a row's
+features of A with the clean features of B, so the samples are independent as these
+estimators assume (maa_train/split_metrics.py); the "clean reference" row compares the clean
+features of A with the same clean features of B and reads ~0. The paired metrics, paired
+MSE on all patch tokens and linear CKA, compare each image with itself over all images (not
+defined for the reference). Every value carries a bootstrap interval (images resampled; for
+the split metrics each replicate also draws a new split).
 
 Rows are computed for all samples ("all") and per corruption family read from each sample's
 provenance; a sample with several ops counts under each of its families.
@@ -26,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import platform
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -37,7 +38,6 @@ from typing import Iterator, Literal, Mapping
 import torch
 from torch import nn
 
-from maa_train.eval import metrics
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import CheckpointMismatchError, load_adapters, read_config
@@ -47,6 +47,7 @@ from maa_train.encoders.load import ModelInfo, load_vision_model
 from maa_train.data.loader import ValStream, make_loader
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.data.shards import ShardInfo, op_families, resolve_shards, split_holdout
+from maa_train.split_metrics import MIN_HALF_IMAGES, SplitSettings, group_rows
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ ALL = "all"
 METRICS = ("paired_mse", "mmd2", "kid", "energy", "cka")
 METRIC_LABELS = {"paired_mse": "paired MSE", "mmd2": "MMD^2", "kid": "KID", "energy": "energy", "cka": "CKA"}
 LOWER_IS_BETTER = {"paired_mse": True, "mmd2": True, "kid": True, "energy": True, "cka": False}
-# Rows per feature set each metric needs (unbiased MMD/KID divide by n(n-1); CKA centres).
-MIN_ROWS = {"paired_mse": 1, "mmd2": 2, "kid": 2, "energy": 1, "cka": 2}
+PAIRED_METRICS = ("paired_mse", "cka")  # need the same images on both sides
+# Images each half of the split needs (the unbiased sums pair distinct images).
+MIN_ROWS = {"paired_mse": 1, "mmd2": MIN_HALF_IMAGES, "kid": MIN_HALF_IMAGES, "energy": MIN_HALF_IMAGES, "cka": 2}
 SHARED_BACKBONE_KINDS = ("maa", "mse_only", "bottleneck")
 TOKEN_MODES = ("pooled", "sampled", "all")
 
@@ -93,7 +95,7 @@ class EvalOptions:
     feature_layer: int | None = None  # None: the checkpoints' (they must agree), else the model's default
     use_projector: bool | None = None
     seed: int = 0
-    kid_subsets: int = 20
+    bootstrap: int = 200  # replicates for the intervals; 0: point values only
     max_rows: int = 10_000  # rows per feature set; the pairwise metrics take rows^2 time (memory: rows)
     workers: int = 0
 
@@ -104,7 +106,9 @@ class EvalOptions:
             raise EvaluationError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise EvaluationError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        for name in ("per_image", "batch_size", "kid_subsets", "max_rows"):
+        if not isinstance(self.bootstrap, int) or self.bootstrap < 0:
+            raise EvaluationError(f"bootstrap must be an int >= 0, got {self.bootstrap!r}")
+        for name in ("per_image", "batch_size", "max_rows"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise EvaluationError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.max_samples is not None and self.max_samples < 1:
@@ -323,47 +327,25 @@ def extract(models: list[_Model], shards: list[ShardInfo], settings: ProcessorSe
 
 # -- metrics ------------------------------------------------------------------------------------
 def min_images(rows_per_image: int) -> int:
-    """Images a group needs so that each half of the clean reference has MIN_ROWS rows."""
-    need = max(MIN_ROWS.values())
-    return 2 * math.ceil(need / rows_per_image)
-
-
-def _unpaired(x: torch.Tensor, y: torch.Tensor, opts: EvalOptions, seed: int) -> dict[str, float]:
-    g = torch.Generator().manual_seed(seed)
-    kid_mean, kid_std = metrics.kid(x, y, subsets=opts.kid_subsets, subset_size=min(1000, len(x), len(y)),
-                                    generator=g)
-    return {"mmd2": metrics.mmd2(x, y), "kid": kid_mean, "kid_std": kid_std,
-            "energy": metrics.energy_distance(x, y)}
+    """Images a group needs: two halves of MIN_HALF_IMAGES each (whatever the rows per image)."""
+    return 2 * MIN_HALF_IMAGES
 
 
 def group_table(feats: _Features, idx: torch.Tensor, opts: EvalOptions) -> dict[str, dict]:
-    """Rows of the mechanism table for the samples `idx`."""
-    dev = feats.clean.device
-    idx_dev = idx.to(dev)
-    clean = feats.clean[idx_dev].flatten(0, 1)
-    table = {}
-    for name, rows in feats.rows.items():
-        x = rows[idx_dev].flatten(0, 1)
-        table[name] = {"paired_mse": float(feats.sq_err[name][idx_dev].mean()),
-                       **_unpaired(x, clean, opts, opts.seed), "cka": metrics.linear_cka(x, clean), "rows": len(x)}
-    # Halves drawn over the samples sorted by key: the same split whatever the read order.
-    by_key = torch.tensor(sorted(idx.tolist(), key=lambda i: feats.keys[i]), dtype=torch.long)
-    perm = by_key[torch.randperm(len(by_key), generator=torch.Generator().manual_seed(opts.seed))]
-    half = len(perm) // 2
-    a = feats.clean[perm[:half].to(dev)].flatten(0, 1)
-    b = feats.clean[perm[half:2 * half].to(dev)].flatten(0, 1)
-    table[CLEAN_ROW] = {"paired_mse": None, **_unpaired(a, b, opts, opts.seed), "cka": None, "rows": len(a)}
-    return table
+    """Rows of the mechanism table for the samples `idx` (see maa_train/split_metrics.py)."""
+    idx_dev = idx.to(feats.clean.device)
+    return group_rows(feats.clean[idx_dev], {name: rows[idx_dev] for name, rows in feats.rows.items()},
+                      {name: err[idx_dev] for name, err in feats.sq_err.items()},
+                      [feats.keys[i] for i in idx.tolist()], CLEAN_ROW,
+                      SplitSettings(seed=opts.seed, reps=opts.bootstrap))
 
 
 def _too_small(n: int, rows_per_image: int, what: str) -> str | None:
     need = min_images(rows_per_image)
     if n >= need:
         return None
-    small = ", ".join(METRIC_LABELS[k] for k, v in MIN_ROWS.items() if v == max(MIN_ROWS.values()))
-    return (f"{what} has {n} image(s), fewer than {need}: {small} need at least {max(MIN_ROWS.values())} rows per "
-            f"feature set and the clean reference splits the images into two halves ({rows_per_image} row(s) per "
-            f"image)")
+    return (f"{what} has {n} image(s), fewer than {need}: MMD^2, KID and energy distance compare one half of the "
+            f"images with the other, and each half needs at least {MIN_HALF_IMAGES} images")
 
 
 @dataclass
@@ -418,7 +400,9 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
         "samples": n, "samples_without_ops": missing, "tokens": opts.tokens,
         "rows_per_image": rows_per_image, "per_image": opts.per_image if opts.tokens == "sampled" else None,
         "feature_layer": feature_layer, "use_projector": use_projector, "device": str(device),
-        "precision": precision, "seed": opts.seed, "kid_subsets": opts.kid_subsets,
+        "precision": precision, "seed": opts.seed, "bootstrap": opts.bootstrap,
+        "split": "halves A/B of the images sorted by key, permuted with the seed; model rows: features of A vs "
+                 "clean features of B; clean reference: clean A vs clean B; paired MSE and CKA over all images",
         "adapters": {m.name: m.record for m in models[1:]}, "options": asdict(opts),
         "machine": _machine(device), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -437,6 +421,10 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def _fmt_ci(value, ci) -> str:
+    return _fmt(value) + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if value is not None and ci else "")
+
+
 TOKEN_TEXT = {
     "pooled": "mean over patch tokens, one row per image",
     "sampled": "{k} random patch tokens per image (the same positions for every model)",
@@ -449,7 +437,7 @@ def table_markdown(rows: dict[str, dict]) -> list[str]:
     head = "| model | " + " | ".join(f"{METRIC_LABELS[m]} {arrows[m]}" for m in METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 1)]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(m)) for m in METRICS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt_ci(row.get(m), row.get(f"{m}_ci")) for m in METRICS) + " |")
     return lines
 
 
@@ -466,8 +454,10 @@ def to_markdown(result: MechanismResult) -> str:
         + (f" of `{m['data']}`" if m["data"] else "")
         + (f"; {m['samples_without_ops']} without corruption ops in their provenance (counted in 'all' only)"
            if m["samples_without_ops"] else ""),
-        f"- tokens: **{m['tokens']}** ({tokens}) for MMD^2 (RBF, median bandwidth), KID (cubic kernel, "
-        f"{m['kid_subsets']} subsets), energy distance and linear CKA; paired MSE uses all patch tokens",
+        f"- tokens: **{m['tokens']}** ({tokens}) for MMD^2 (RBF, median bandwidth), KID (cubic kernel), "
+        f"energy distance and linear CKA; paired MSE uses all patch tokens",
+        f"- intervals: 95% percentile bootstrap, {m['bootstrap']} replicates (images resampled; the split "
+        "metrics also draw a new split per replicate)",
         f"- {m['device']}, {m['precision']}, seed {m['seed']}; {m['machine']}; {m['date']}",
     ]
     if m.get("command"):
@@ -476,11 +466,12 @@ def to_markdown(result: MechanismResult) -> str:
         extra = ", ".join(f"{k} {_fmt(rec[k]) if isinstance(rec[k], float) else rec[k]}" for k in ("step", "val_l2")
                           if k in rec)
         lines.append(f"- `{name}`: {rec['kind']} adapters from `{rec['path']}`" + (f" ({extra})" if extra else ""))
-    lines += ["", "Each row compares features of the degraded images with the clean features of the same images; "
-              f"'{CLEAN_ROW}' compares the clean features of one random half of the images with the other half "
-              "(the level the unpaired metrics read for one distribution at this sample size; paired metrics are "
-              "not defined for it). The other rows pair the same images on both sides, so they can read below it; "
-              "compare rows with each other and use the reference for the scale of sampling noise."]
+    lines += ["", "The images are split once into random halves A and B (fixed seed). MMD^2, KID and energy distance "
+              "compare each row's features of the degraded images of A with the clean features of B, so the two "
+              f"samples hold different images, as these unbiased estimators assume; '{CLEAN_ROW}' compares the "
+              "clean features of A with the same clean features of B, i.e. what they read for one distribution "
+              "(about 0). Paired MSE and CKA compare every image's degraded and clean features (all images); they "
+              "are not defined for the reference."]
     skipped = {fam: g for fam, g in result.groups.items() if g["skipped"]}
     for fam, group in result.groups.items():
         if fam not in skipped:
@@ -489,8 +480,7 @@ def to_markdown(result: MechanismResult) -> str:
         need = min_images(m["rows_per_image"])
         listed = ", ".join(f"{fam} ({g['samples']})" for fam, g in skipped.items())
         lines += ["", f"Families with fewer than {need} samples, not tabled: {listed}. "
-                  "MMD^2, KID and CKA need at least 2 rows per feature set and the clean reference splits the "
-                  "images into two halves."]
+                  f"The split metrics need at least {MIN_HALF_IMAGES} images in each half."]
     return "\n".join(lines) + "\n"
 
 
@@ -508,13 +498,16 @@ def plot(result: MechanismResult, path: str | Path) -> Path:
     width = 0.8 / len(names)
     for ax, metric in zip(axes[0], METRICS):
         for j, name in enumerate(names):
-            xs, ys = [], []
+            xs, ys, errs = [], [], [[], []]
             for i, (_, g) in enumerate(groups):
                 value = g["rows"][name].get(metric)
                 if value is not None:
                     xs.append(i + (j - (len(names) - 1) / 2) * width)
                     ys.append(value)
-            ax.bar(xs, ys, width, label=name, color=f"C{j}")
+                    ci = g["rows"][name].get(f"{metric}_ci") or [value, value]
+                    errs[0].append(max(0.0, value - ci[0]))
+                    errs[1].append(max(0.0, ci[1] - value))
+            ax.bar(xs, ys, width, label=name, color=f"C{j}", yerr=errs, error_kw={"elinewidth": 0.6, "capsize": 1})
         ax.set_xticks(range(len(groups)), [fam for fam, _ in groups], rotation=45, ha="right", fontsize=8)
         ax.set_title(f"{METRIC_LABELS[metric]} ({'lower' if LOWER_IS_BETTER[metric] else 'higher'} is closer)",
                      fontsize=9)

@@ -13,6 +13,9 @@ from [images, patches, dim] features with :func:`token_set`.
 - ``linear_cka``      linear CKA of paired sets (1 for identical, invariant to rotations and
                       isotropic scaling)
 
+The two-sample metrics (MMD^2, KID, energy distance) assume independent sets; for corrected
+and clean features of the same images use maa_train.split_metrics (one half against the other).
+
 Memory: pairwise matrices are never held whole. Kernel and distance sums run over blocks of
 rows (each block a few hundred MB of float64 at most), so the memory of MMD^2 and energy
 distance grows with the number of rows, not its square; their time still grows with the
@@ -161,16 +164,3 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     if den == 0:
         raise ValueError("linear_cka: a feature set is constant (zero variance)")
     return float(num / den)
-
-
-def mechanism_row(corrected: torch.Tensor, clean: torch.Tensor, mode: TokenMode = "pooled",
-                  per_image: int = 16, seed: int = 0) -> dict[str, float]:
-    """The paper's mechanism metrics of a corrected [N, P, D] feature set against the clean one."""
-    g = torch.Generator().manual_seed(seed)
-    x = token_set(corrected, mode, per_image, g)
-    g = torch.Generator().manual_seed(seed)
-    y = token_set(clean, mode, per_image, g)
-    kid_mean, kid_std = kid(x, y, subsets=20, subset_size=min(1000, len(x)), generator=torch.Generator().manual_seed(seed))
-    return {"paired_mse": paired_mse(corrected.reshape(-1, corrected.shape[-1]), clean.reshape(-1, clean.shape[-1])),
-            "mmd2": mmd2(x, y), "kid": kid_mean, "kid_std": kid_std, "energy": energy_distance(x, y),
-            "cka": linear_cka(x, y), "rows": len(x), "tokens": mode}

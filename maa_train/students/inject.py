@@ -142,6 +142,15 @@ class AdaptedEncoder(nn.Module):
         With ``prefix=True`` the prefix tokens stay in front: [B, grid.prefix + P, D].
 
         AnyRes input [B, crops, 3, H, W] is flattened to B*crops images of the base size."""
+        hidden = self.tokens(pixel_values, adapters=adapters)
+        patches = hidden if (prefix or self.keep_prefix) else hidden[:, self.grid.prefix :]
+        if self.use_projector:
+            patches = self.projector(patches)
+        return patches
+
+    def tokens(self, pixel_values: torch.Tensor, *, adapters: bool = True) -> torch.Tensor:
+        """Every token [B, prefix + P, D] of `feature_layer` (CLS or other prefix tokens first,
+        then the patch grid), never projected: what a probe on the CLS token reads."""
         if pixel_values.dim() == 5:
             pixel_values = pixel_values.flatten(0, 1)
         if pixel_values.dim() != 4:
@@ -159,10 +168,7 @@ class AdaptedEncoder(nn.Module):
             self._enabled = previous
             self._captured = None
         self.grid.check(hidden.shape[1])
-        patches = hidden if (prefix or self.keep_prefix) else hidden[:, self.grid.prefix :]
-        if self.use_projector:
-            patches = self.projector(patches)
-        return patches
+        return hidden
 
     forward = features
 

@@ -14,6 +14,7 @@ from maa_train.students.inject import AdaptedEncoder
 from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import ValStream
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
+from maa_train.split_metrics import SplitSettings, group_rows
 from tests.maa_train.eval.evalkit import one_thread, tiny_clip, write_labelled_dataset  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,14 +54,23 @@ def test_rows_match_metrics_on_features_extracted_by_hand(setup, result):
     with torch.no_grad():
         clean = base.features(clean_px, adapters=False)
         degraded = base.features(degraded_px, adapters=False)
-    expected = metrics.mechanism_row(degraded, clean, "pooled")
+    pooled_c, pooled_d = clean.mean(1, keepdim=True), degraded.mean(1, keepdim=True)
+    sq_err = (degraded.double() - clean.double()).pow(2).mean(dim=(1, 2))
+    expected = group_rows(pooled_c, {"base": pooled_d}, {"base": sq_err}, batch["keys"], CLEAN_ROW,
+                          SplitSettings(seed=0, reps=0))
     got = result.groups[ALL]["rows"][BASE_ROW]
-    for key in ("paired_mse", "mmd2", "kid", "energy", "cka"):
-        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-9), key
+    for key in ("mmd2", "kid", "energy"):  # one half's degraded features vs the other half's clean ones
+        assert got[key] == pytest.approx(expected["base"][key], rel=1e-5, abs=1e-9), key
+        assert got[f"{key}_ci"][0] <= got[key] <= got[f"{key}_ci"][1]
+    assert got["paired_mse"] == pytest.approx(metrics.paired_mse(degraded.flatten(0, 1), clean.flatten(0, 1)), rel=1e-5)
+    assert got["cka"] == pytest.approx(metrics.linear_cka(pooled_d[:, 0], pooled_c[:, 0]), rel=1e-5)
+    ref = result.groups[ALL]["rows"][CLEAN_ROW]
+    assert ref["mmd2"] == pytest.approx(expected[CLEAN_ROW]["mmd2"], rel=1e-5, abs=1e-9)
     # zero-gated adapters are the identity: their row is the base row
     fresh = result.groups[ALL]["rows"]["fresh"]
-    for key in ("paired_mse", "mmd2", "energy", "cka"):
+    for key in ("paired_mse", "mmd2", "kid", "energy", "cka"):
         assert fresh[key] == pytest.approx(got[key], rel=1e-6, abs=1e-12)
+        assert fresh[f"{key}_ci"] == pytest.approx(got[f"{key}_ci"], rel=1e-6, abs=1e-12)
     assert result.groups[ALL]["rows"]["moved"]["paired_mse"] != pytest.approx(got["paired_mse"], rel=1e-3)
 
 
@@ -91,7 +101,7 @@ def test_cli_writes_outputs_with_sampled_tokens(setup, tmp_path, capsys):
     assert rc == 0
     saved = json.loads((out / "mechanism.json").read_text())
     assert saved["meta"]["tokens"] == "sampled" and saved["meta"]["rows_per_image"] == 3
-    assert saved["groups"][ALL]["rows"]["moved"]["rows"] == 12 * 3
+    assert saved["groups"][ALL]["rows"]["moved"]["rows"] == 6 * 3  # token rows of one half (6 of 12 images)
     md = (out / "mechanism.md").read_text()
     assert "tokens: **sampled**" in md and "| moved |" in md and "maa-eval --model" in md
     assert (out / "mechanism.png").read_bytes()[:4] == b"\x89PNG"
@@ -109,7 +119,8 @@ def test_no_heldout_shards_is_a_clear_error(setup, tmp_path, capsys):
 
 def test_too_few_samples_names_metric_and_minimum(setup):
     shards = heldout_shards(setup["data"], 0.34)
-    with pytest.raises(EvaluationError, match=r"3 image\(s\), fewer than 4: MMD\^2, KID, CKA need at least 2 rows"):
+    with pytest.raises(EvaluationError, match=r"3 image\(s\), fewer than 4: MMD\^2, KID and energy distance compare one "
+                                              r"half of the images with the other, and each half needs at least 2"):
         evaluate(setup["model"], shards, [], EvalOptions(max_samples=3, device="cpu"))
     with pytest.raises(EvaluationError, match=r"tokens=all gives \d+ rows per feature set .*above max_rows=100"):
         evaluate(setup["model"], shards, [], EvalOptions(tokens="all", max_rows=100, device="cpu"))

@@ -1,0 +1,439 @@
+"""The downstream check: does a frozen consumer, calibrated on clean features, still work on
+corrupted images, with and without adapters?
+
+A linear probe and a k-NN classifier (maa_train.classifiers) are fitted ONCE on the base
+encoder's clean features of a labelled training split and never refitted: they play the
+part of the paper's language model, which was trained on the clean encoder. Every row
+(the base encoder, each adapter checkpoint) is then scored with them on the test split:
+
+    Ref      the clean test images
+    Dis sS   the same images corrupted by the recipe with every op pinned at severity S
+
+Rules, stated in the outputs:
+- Features: the CLS token of the encoder's feature layer (the layer the adapters were
+  trained on; not projected), or for encoders without a CLS token the mean of its patch
+  tokens (``features="auto"``; ``cls`` / ``mean`` force one).
+- Pinned severity: the recipe's global stage with every node probability set to 1 (every
+  image is corrupted), every op's severity replaced by S (its range in the recipe is
+  ignored), ``one_of`` choices drawn with the recipe's weights from
+  ``rng_for(seed, image ref, "global")``; so an image gets the same ops at every severity
+  and only the strength changes. The local (mask-region) stage is not applied: it needs a
+  segmentation of each test image. A recipe with no global stage is refused.
+- Geometry: the image is brought to the recipe's output size and crop before corruption
+  (as ``corruptor build`` does; a random crop becomes a centre crop), then both the clean
+  and the corrupted image go through the encoder's own resize, crop and normalisation.
+- Families: each test image counts under the families of the ops drawn for it.
+- Intervals: 95% percentile bootstrap over test images (fixed seed); paired differences
+  (adapter row minus base, same images, same condition) resample the same way.
+- Skips: unreadable images (train or test) and images an op fails on are counted and
+  listed; they leave only the conditions they failed in.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from maa_train.bootstrap import DEFAULT_REPS, LEVEL, mean_interval
+from maa_train.classifiers import KNNClassifier, LinearProbe
+from maa_train.labelled import LabelledImage, LabelledSetError, LabelledSplit, split
+
+BASE = "base"
+REF = "ref"
+ALL = "all"
+CLASSIFIERS = ("linear", "knn")
+FEATURE_MODES = ("auto", "cls", "mean")
+CORRUPT_RECIPE, CORRUPT_NATIVE = -1, 0  # corrupt_size: the recipe's output size / the image as decoded
+
+
+class ProbeError(ValueError):
+    """The probe cannot run on these inputs; the message says which and why."""
+
+
+def condition_name(severity: int) -> str:
+    return f"sev{severity}"
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    severities: tuple[int, ...] = (3, 5)
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    features: Literal["auto", "cls", "mean"] = "auto"
+    knn_k: int = 10
+    batch_size: int = 32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    feature_layer: int | None = None
+    seed: int = 0                    # corruption draws and bootstrap
+    bootstrap: int = DEFAULT_REPS
+    corrupt_size: int = CORRUPT_RECIPE
+    max_pixels: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        sev = tuple(self.severities)
+        if not sev or any(not isinstance(s, int) or not 1 <= s <= 5 for s in sev) or len(set(sev)) != len(sev):
+            raise ProbeError(f"severities must be distinct integers in 1..5, got {list(sev)}")
+        if self.features not in FEATURE_MODES:
+            raise ProbeError(f"features must be one of {', '.join(FEATURE_MODES)}, got {self.features!r}")
+        for name in ("knn_k", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ProbeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.bootstrap < 0:
+            raise ProbeError(f"bootstrap must be >= 0, got {self.bootstrap}")
+        if self.corrupt_size < CORRUPT_RECIPE:
+            raise ProbeError(f"corrupt_size must be -1 (recipe), 0 (native) or a side in pixels, got {self.corrupt_size}")
+
+
+# -- corruption at a pinned severity --------------------------------------------------------------
+SEVERITY_RULE = ("every op of the recipe's global stage at exactly severity S (its range in the recipe ignored), "
+                 "every node probability set to 1 so every image is corrupted, one_of choices drawn with the "
+                 "recipe's weights per image (same ops at every severity); the local (mask-region) stage not applied")
+
+
+def _pin(node: dict, severity: int) -> dict:
+    node = dict(node, p=1.0)
+    if "op" in node:
+        node["severity"] = severity
+    for key in ("chain", "one_of"):
+        if key in node:
+            node[key] = [_pin(child, severity) for child in node[key]]
+    return node
+
+
+def pinned_recipe(recipe, severity: int):
+    """The recipe's global stage with every op at ``severity`` and every probability 1."""
+    from corruptor.recipe import load_recipe
+
+    d = recipe.to_dict()
+    if d.get("global") is None:
+        raise ProbeError(f"recipe {recipe.name!r} has no global stage; the probe applies the global ops to whole "
+                         "images (its local ops need masks): use a recipe with a global section")
+    d["global"] = _pin(d["global"], severity)
+    d["local"] = None
+    d["name"] = f"{recipe.name}@severity{severity}"
+    return load_recipe(d)
+
+
+def _families(ops: list[dict]) -> list[str]:
+    from maa_train.eval.evaluate import families_of
+
+    return families_of({"ops": ops})
+
+
+# -- images -----------------------------------------------------------------------------------------
+@dataclass
+class _Geometry:
+    size: int | None
+    crop: str
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        if self.size is None and self.crop == "none":
+            return image
+        from corruptor.build.worker import plan_geometry
+
+        return plan_geometry(image.shape[:2], self.size, self.crop, None).apply(image)
+
+
+def _geometry(recipe, corrupt_size: int) -> _Geometry:
+    out = recipe.output
+    crop = "center" if out.crop == "random" else out.crop
+    if corrupt_size == CORRUPT_NATIVE:
+        return _Geometry(None, "none")
+    return _Geometry(out.size if corrupt_size == CORRUPT_RECIPE else corrupt_size, crop)
+
+
+def _decode(path: str, max_pixels: int) -> np.ndarray:
+    from corruptor.build.decode import decode_image
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return np.ascontiguousarray(decode_image(data, max_pixels=max_pixels, min_side=2).image)
+
+
+def _skip_reason(exc: Exception) -> str:
+    from corruptor.build.decode import DecodeError
+
+    if isinstance(exc, DecodeError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"io: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _to_model_input(images: list[np.ndarray], settings) -> torch.Tensor:
+    """uint8 [B, 3, S, S] through the encoder's resize and centre crop (as for training pairs)."""
+    from maa_train.data.preprocess import pair_to_tensor
+
+    return torch.stack([pair_to_tensor(im, im, settings, None)[0] for im in images])
+
+
+# -- features ---------------------------------------------------------------------------------------
+@dataclass
+class _Encoders:
+    models: list            # evaluate._Model, the first is the base
+    info: Any
+    feature_layer: int
+    settings: Any
+    device: torch.device
+    autocast: Any
+    precision: str
+    pool: str               # cls | mean
+
+
+def _load_encoders(model_path, adapters, opts: ProbeOptions) -> _Encoders:
+    from maa_train.train.distributed import pick_device
+    from maa_train.eval.evaluate import EvalOptions, EvaluationError, _autocast, _build_models
+    from maa_train.data.preprocess import ProcessorSettings
+
+    names = [a.name for a in adapters]
+    if BASE in names:
+        raise ProbeError(f"adapter name {BASE!r} is reserved for the encoder without adapters")
+    try:
+        device = pick_device(opts.device)
+    except RuntimeError as exc:
+        raise ProbeError(str(exc).replace("train.device", "device")) from None
+    eval_opts = EvalOptions(batch_size=opts.batch_size, device=opts.device, precision=opts.precision,
+                            feature_layer=opts.feature_layer, use_projector=False)
+    try:
+        models, info, feature_layer, _ = _build_models(model_path, list(adapters), eval_opts, device)
+    except EvaluationError as exc:
+        raise ProbeError(str(exc)) from None
+    models[0].name = BASE
+    prefix = models[0].student.grid.prefix
+    pool = opts.features if opts.features != "auto" else ("cls" if prefix >= 1 else "mean")
+    if pool == "cls" and prefix < 1:
+        raise ProbeError(f"features=cls but {info.vision_model_type} has no CLS token; use features=mean or auto")
+    autocast, precision = _autocast(device, opts.precision)
+    return _Encoders(models, info, feature_layer, ProcessorSettings.from_model_dir(model_path), device, autocast,
+                     precision, pool)
+
+
+def _features(enc: _Encoders, model, pixels_u8: torch.Tensor) -> torch.Tensor:
+    from maa_train.data.preprocess import normalise
+
+    px = normalise(pixels_u8.to(enc.device), enc.settings)
+    with model.active(), enc.autocast:
+        tokens = model.student.tokens(px, adapters=model.name != BASE)
+    prefix = model.student.grid.prefix
+    pooled = tokens[:, 0] if enc.pool == "cls" else tokens[:, prefix:].mean(dim=1)
+    return pooled.float().cpu()
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _train_features(enc: _Encoders, items: list[LabelledImage], geometry: _Geometry, opts: ProbeOptions):
+    feats, labels, skipped = [], [], []
+    for batch in _batches(items, opts.batch_size):
+        images, kept = [], []
+        for it in batch:
+            try:
+                images.append(geometry.apply(_decode(it.path, opts.max_pixels)))
+                kept.append(it)
+            except Exception as exc:  # counted and reported: one bad file must not stop the probe
+                skipped.append({"ref": it.ref, "reason": _skip_reason(exc)})
+        if images:
+            feats.append(_features(enc, enc.models[0], _to_model_input(images, enc.settings)))
+            labels += [it.label for it in kept]
+    x = torch.cat(feats) if feats else torch.empty(0)
+    return x, torch.tensor(labels, dtype=torch.long), skipped
+
+
+@dataclass
+class _TestRecord:
+    refs: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    families: list[list[str]] = field(default_factory=list)
+    # (classifier, model, condition) -> per-image prediction, -1 where the condition failed
+    preds: dict = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)
+    op_failures: list[dict] = field(default_factory=list)
+
+
+def _test_predictions(enc: _Encoders, items: list[LabelledImage], geometry: _Geometry, pinned: dict,
+                      probes: dict, opts: ProbeOptions) -> _TestRecord:
+    rec = _TestRecord()
+    conditions = [REF] + [condition_name(s) for s in opts.severities]
+    for key in [(c, m.name, cond) for c in probes for m in enc.models for cond in conditions]:
+        rec.preds[key] = []
+    for batch in _batches(items, opts.batch_size):
+        per_cond: dict[str, list] = {cond: [] for cond in conditions}
+        for it in batch:
+            try:
+                clean = geometry.apply(_decode(it.path, opts.max_pixels))
+            except Exception as exc:  # counted and reported
+                rec.skipped.append({"ref": it.ref, "reason": _skip_reason(exc)})
+                continue
+            per_cond[REF].append(clean)
+            fams: list[str] = []
+            for s, recipe in pinned.items():
+                try:
+                    applied = recipe.apply(clean, seed=opts.seed, key=it.ref)
+                    per_cond[condition_name(s)].append(applied.image)
+                    fams += [f for f in _families(applied.ops) if f not in fams]
+                except Exception as exc:  # an op that fails on one image: that image leaves this condition
+                    rec.op_failures.append({"ref": it.ref, "severity": s, "reason": f"{type(exc).__name__}: {exc}"})
+                    per_cond[condition_name(s)].append(None)
+            rec.refs.append(it.ref)
+            rec.labels.append(it.label)
+            rec.families.append(fams)
+        for cond, images in per_cond.items():
+            ok = [i for i, im in enumerate(images) if im is not None]
+            if not ok:
+                for c in probes:
+                    for m in enc.models:
+                        rec.preds[(c, m.name, cond)] += [-1] * len(images)
+                continue
+            pixels = _to_model_input([images[i] for i in ok], enc.settings)
+            for m in enc.models:
+                x = _features(enc, m, pixels)
+                for c, probe in probes.items():
+                    full = np.full(len(images), -1, dtype=np.int64)
+                    full[ok] = probe.predict(x).numpy()
+                    rec.preds[(c, m.name, cond)] += full.tolist()
+    return rec
+
+
+# -- scores -----------------------------------------------------------------------------------------
+def _scores(rec: _TestRecord, models: list[str], conditions: list[str], opts: ProbeOptions) -> tuple[dict, dict]:
+    labels = np.asarray(rec.labels)
+    families = sorted({f for fams in rec.families for f in fams})
+    groups = {ALL: np.arange(len(labels))}
+    groups |= {f: np.asarray([i for i, fams in enumerate(rec.families) if f in fams], dtype=np.int64)
+               for f in families}
+    results: dict = {}
+    paired: dict = {}
+    for c in CLASSIFIERS:
+        results[c], paired[c] = {}, {}
+        for group, idx in groups.items():
+            rows: dict = {}
+            diffs: dict = {}
+            for cond in conditions:
+                base = np.asarray(rec.preds[(c, BASE, cond)])[idx]
+                valid = base >= 0  # the same images fail for every model: corruption happens once
+                correct_base = (base == labels[idx])[valid].astype(np.float64)
+                for m in models:
+                    pred = np.asarray(rec.preds[(c, m, cond)])[idx][valid]
+                    correct = (pred == labels[idx][valid]).astype(np.float64)
+                    rows.setdefault(m, {})[cond] = mean_interval(correct, opts.bootstrap, opts.seed)
+                    if m != BASE:
+                        diffs.setdefault(m, {})[cond] = mean_interval(correct - correct_base, opts.bootstrap,
+                                                                      opts.seed)
+            results[c][group] = {"images": len(idx), "rows": rows}
+            paired[c][group] = diffs
+    return results, paired
+
+
+@dataclass
+class ProbeResult:
+    meta: dict
+    results: dict   # classifier -> group -> {"images": n, "rows": {model: {condition: interval}}}
+    paired: dict    # classifier -> group -> {model: {condition: interval of (model - base)}}
+
+    def to_dict(self) -> dict:
+        return {"meta": self.meta, "results": self.results, "paired": self.paired}
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def _feature_text(pool: str, layer: int, info) -> str:
+    where = f"hidden state {layer} of the {info.vision_model_type} tower (the adapters' feature layer), not projected"
+    if pool == "cls":
+        return f"CLS token of {where}"
+    return f"mean of the patch tokens of {where}"
+
+
+def _geometry_text(geometry: _Geometry, corrupt_size: int, out) -> str:
+    if corrupt_size == CORRUPT_NATIVE:
+        return "the decoded size (no resize, no crop)"
+    size = f"short side {geometry.size}" if geometry.size else "the decoded size"
+    what = f"{size}, {geometry.crop} crop"
+    if corrupt_size == CORRUPT_RECIPE:
+        return f"the recipe's output geometry ({what})" + (" (its random crop made central)" if out.crop == "random"
+                                                            else "")
+    return f"{what} (the recipe's output: size {out.size}, crop {out.crop})"
+
+
+def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None, recipe: Any,
+              adapters=(), opts: ProbeOptions = ProbeOptions(), *, command: str | None = None) -> ProbeResult:
+    """Fit the probes on the base encoder's clean training features; score every row."""
+    from corruptor.recipe import RecipeError, load_recipe
+
+    start = time.perf_counter()
+    try:
+        the_split: LabelledSplit = split(train, test, opts.train_per_class, opts.test_per_class)
+    except LabelledSetError as exc:
+        raise ProbeError(str(exc)) from None
+    try:
+        base_recipe = load_recipe(recipe)
+    except RecipeError as exc:
+        raise ProbeError(str(exc)) from None
+    pinned = {s: pinned_recipe(base_recipe, s) for s in opts.severities}
+    geometry = _geometry(base_recipe, opts.corrupt_size)
+    enc = _load_encoders(model_path, adapters, opts)
+    classes = len(the_split.classes)
+
+    with torch.inference_mode():
+        x, y, train_skipped = _train_features(enc, the_split.train, geometry, opts)
+        have = torch.bincount(y, minlength=classes) if len(y) else torch.zeros(classes, dtype=torch.long)
+        missing = [the_split.classes[i] for i in range(classes) if have[i] == 0]
+        if missing:
+            raise ProbeError(f"no readable training image for class(es) {', '.join(missing)} "
+                             f"({len(train_skipped)} training image(s) skipped, e.g. "
+                             f"{train_skipped[0] if train_skipped else '-'})")
+        fit_start = time.perf_counter()
+        probes = {"linear": LinearProbe(classes).fit(x, y), "knn": KNNClassifier(classes, opts.knn_k).fit(x, y)}
+        fit_seconds = time.perf_counter() - fit_start
+        train_acc = {c: float((p.predict(x) == y).double().mean()) for c, p in probes.items()}
+        test_start = time.perf_counter()
+        rec = _test_predictions(enc, the_split.test, geometry, pinned, probes, opts)
+        test_seconds = time.perf_counter() - test_start
+    if not rec.refs:
+        raise ProbeError(f"no readable test image ({len(rec.skipped)} skipped, e.g. {rec.skipped[0]})")
+
+    models = [m.name for m in enc.models]
+    conditions = [REF] + [condition_name(s) for s in opts.severities]
+    results, paired = _scores(rec, models, conditions, opts)
+    test_counts = {c: 0 for c in the_split.classes}
+    for label in rec.labels:
+        test_counts[the_split.classes[label]] += 1
+    train_counts = {c: int(have[i]) for i, c in enumerate(the_split.classes)}
+    out = base_recipe.output
+    meta = {
+        "model": str(model_path), "encoder": enc.info.to_dict(),
+        "features": {"pool": enc.pool, "feature_layer": enc.feature_layer,
+                     "text": _feature_text(enc.pool, enc.feature_layer, enc.info), "dim": int(x.shape[1])},
+        "train": the_split.train_root, "test": the_split.test_root, "split": the_split.rule,
+        "classes": the_split.classes, "train_per_class": train_counts, "test_per_class": test_counts,
+        "n_train": len(y), "n_test": len(rec.refs),
+        "skipped": {"train": train_skipped, "test": rec.skipped, "op_failures": rec.op_failures},
+        "split_notes": the_split.notes,
+        "recipe": {"name": base_recipe.name, "hash": base_recipe.hash},
+        "severities": list(opts.severities), "conditions": conditions, "severity_rule": SEVERITY_RULE,
+        "corruption": {"seed": opts.seed, "key": "the image's ref (class/relative path)",
+                       "size": geometry.size, "crop": geometry.crop,
+                       "rule": _geometry_text(geometry, opts.corrupt_size, out)},
+        "probes": {c: p.describe() for c, p in probes.items()}, "train_accuracy": train_acc,
+        "bootstrap": {"reps": opts.bootstrap, "level": LEVEL, "seed": opts.seed, "over": "test images",
+                      "method": "percentile"},
+        "device": str(enc.device), "precision": enc.precision, "input_size": enc.settings.size,
+        "adapters": {m.name: m.record for m in enc.models[1:]}, "options": asdict(opts),
+        "seconds": {"fit": round(fit_seconds, 2), "test": round(test_seconds, 2),
+                    "total": round(time.perf_counter() - start, 2)},
+        "machine": _machine(enc.device), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+    return ProbeResult(meta, results, paired)
