@@ -23,7 +23,7 @@ from maa_format.paths import is_within
 
 MAX_JSON_BYTES = 64 << 20     # dataset.json and stats: a few KiB to a few MiB
 MAX_PLAN_BYTES = 4 << 30      # plan.json grows with the sample count (~20 MB for 75K pairs)
-LOCATOR_TYPES = ("file", "tar", "synthetic", "embedded")
+LOCATOR_TYPES = ("file", "tar", "synthetic", "embedded", "pdf")
 MAX_SYNTHETIC_SIDE = 8192     # synthetic pages are rendered at this size at most
 _SHARD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
@@ -199,7 +199,7 @@ def read_stats(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
 
 # --- plan.json -------------------------------------------------------------------------------
 
-SOURCE_TYPES = ("folder", "paired", "list", "webdataset", "synthetic", "embedded")
+SOURCE_TYPES = ("folder", "paired", "list", "webdataset", "synthetic", "embedded", "pdf")
 
 
 def _check_source(c: _Checker, src: Any, field: str) -> dict:
@@ -223,7 +223,7 @@ def _check_locator(c: _Checker, value: Any, field: str) -> list:
     kind = c.string(loc[0], f"{field}[0]")
     args = loc[1:]
     shapes = {"file": ("path",), "tar": ("path", "offset", "size"), "synthetic": ("kind", "index", "width", "height"),
-              "embedded": ("name",)}
+              "embedded": ("name",), "pdf": ("path", "page", "dpi", "max_side")}
     if kind not in shapes:
         raise c.fail(f"{field}[0]", f"locator type {kind!r} is not one of {', '.join(LOCATOR_TYPES)}")
     if len(args) != len(shapes[kind]):

@@ -76,7 +76,7 @@ class _Source:
     def check(self, loc: list, field: str, sub: str | None = None) -> None:
         kind, args = loc[0], loc[1:]
         wants = {"folder": "file", "paired": "file", "list": "file", "webdataset": "tar",
-                 "synthetic": "synthetic", "embedded": "embedded"}[self.type]
+                 "synthetic": "synthetic", "embedded": "embedded", "pdf": "pdf"}[self.type]
         if kind != wants:
             raise self.fail(field, f"a {kind} locator in a {self.type} source (expected {wants})")
         if kind == "file":
@@ -100,6 +100,13 @@ class _Source:
             want = self.spec.path[len(SYNTHETIC_PREFIX):].split(":")[0]
             if args[0] != want:
                 raise self.fail(field, f"synthetic generator {args[0]!r} is not the source's ({want!r})")
+        elif kind == "pdf":
+            # pdf:PATH[?options]: PATH is a folder scanned for *.pdf or one PDF file
+            base = self.spec.path[len("pdf:"):].partition("?")[0]
+            path = args[0]
+            inside = os.path.abspath(path) == os.path.abspath(base) or lexically_within(path, base)
+            if not inside or not path.lower().endswith(".pdf"):
+                raise self.fail(field, f"pdf {path!r} is not a PDF file inside {base!r}")
         elif kind == "embedded":
             from corruptor.sources.samples import SAMPLE_PHOTOS
 
