@@ -88,6 +88,7 @@ class Settings:
     workers: int
     bootstrap: int
     smoke: bool
+    threads: int | None = None
     extra_set: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +117,8 @@ def run_stage(s: Settings, name: str, cmd: list[str], outputs: list[Path], log: 
     logfile = s.work / "logs" / f"{name}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if s.threads:  # on a loaded machine one thread per command beats two that wait for each other
+        env |= {k: str(s.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     before, t0, load0 = os.times(), time.perf_counter(), os.getloadavg()
     with open(logfile, "w") as fh:
         rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
@@ -278,6 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=None, help="use this encoder folder instead of fetching vit-s-dinov2")
     p.add_argument("--set", dest="extra_set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra maa-train overrides for every arm")
+    p.add_argument("--threads", type=int, default=None,
+                   help="OMP/MKL threads per command (default: the libraries' own, all cores)")
     p.add_argument("--name", default=None, help="results file stem (default robustness, robustness_smoke)")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--note", action="append", default=[], help="a line for the results (e.g. why a run is reduced)")
@@ -310,7 +315,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(work=args.work.resolve(), size=size, steps=steps, pairs=pairs, photos=photos, seeds=seeds,
                     device=device, docs=not args.no_docs, photo_dir=args.photo_dir, labelled=args.labelled,
                     model=args.model.resolve() if args.model else None, test_per_class=args.test_per_class or tpc,
-                    smoke=args.smoke, extra_set=args.extra_set, **defaults)
+                    smoke=args.smoke, threads=args.threads, extra_set=args.extra_set, **defaults)
 
 
 def machine() -> dict:
@@ -388,7 +393,8 @@ def collect(s: Settings, log: list[dict], mach: dict, started: dt.datetime, note
                      "config": str(CONFIG.relative_to(ROOT)), "extra_set": s.extra_set,
                      "probe": {"train_per_class": s.train_per_class, "test_per_class": s.test_per_class,
                                "labelled": str(s.labelled), "severities": [3, 5]},
-                     "val_fraction": s.val_fraction, "smoke": s.smoke},
+                     "val_fraction": s.val_fraction, "smoke": s.smoke,
+                     "threads_per_command": s.threads},
         "dataset": {"counts": dataset.get("counts"), "sources": [
             {k: src.get(k) for k in ("name", "type", "kind", "items", "pdf_files", "pdf_pages") if k in src}
             for src in dataset.get("sources", [])]},
