@@ -8,7 +8,7 @@ chooses arguments, times the stages and writes the tables):
     3 build      corruptor build --recipe WORK/recipe.yaml --source photos=LIST:3 --source docs=pdf:DOCS ...
     4 train      maa-train --config pipelines/configs/real-vit-s.yaml --set ...   per arm and seed:
                  maa (the config), mse_only (train.student=mse_only), mlp_only (adapter.use_attn/use_pool false)
-    5 probe      maa-eval probe --model M --train flowers5 --train-per-class 60 --recipe WORK/recipe.yaml
+    5 probe      maa-eval probe (python -m pipelines.probe) --model M --train flowers5 --train-per-class 60 --recipe WORK/recipe.yaml
                  --adapters maa=.. --adapters mse_only=.. --adapters mlp_only=.. --severities 3,5
     6 mechanism  maa-eval --model M --data WORK/data --val-fraction F --adapters ...
 
@@ -213,7 +213,7 @@ def adapters_args(s: Settings, seed: int) -> list[str]:
 
 
 def probe_cmd(s: Settings, recipe: Path, seed: int) -> list[str]:
-    return [PY, "-m", "maa_train.eval.cli", "probe", "--model", str(s.model_dir), "--train", str(s.labelled),
+    return [PY, "-m", "pipelines.probe", "--model", str(s.model_dir), "--train", str(s.labelled),
             "--train-per-class", str(s.train_per_class), "--test-per-class", str(s.test_per_class),
             "--recipe", str(recipe), *adapters_args(s, seed), "--versus", "mse_only", "--severities", "3,5",
             "--device", s.device,

@@ -24,7 +24,7 @@ With ``--seeds N`` every variant trains N times (train.seed = the config's seed 
 95% t-interval over seeds, plus paired per-seed differences against mse_only, the base
 (untrained) encoder and each variant's MSE-only twin (see pipelines/seed_stats.py).
 Evaluators (pipelines/evaluators.py) compute the metrics: `mechanism` always runs; `probe`
-is the slot for the downstream probe.
+adds the downstream probe's accuracies (--probe-train/--probe-test/--probe-recipe).
 
 "MSE-only" and "full without the adversarial loss" are one training here: the same adapters
 (all paths) trained on the distillation loss alone. The `mse_only` student kind exists only
@@ -239,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated evaluators (pipelines/evaluators.py): mechanism (always), probe")
     p.add_argument("--probe-train", default=None, help="probe evaluator: labelled training image folder")
     p.add_argument("--probe-test", default=None, help="probe evaluator: labelled test image folder")
-    p.add_argument("--probe-recipe", default=None, help="probe evaluator: corruption recipe for the test images")
+    p.add_argument("--probe-recipe", default=None,
+                   help="probe evaluator: corruption recipe for the test images (default maa-global)")
+    p.add_argument("--probe-train-per-class", type=int, default=None,
+                   help="probe evaluator: first N images per class train (without --probe-test the rest test)")
+    p.add_argument("--probe-test-per-class", type=int, default=None,
+                   help="probe evaluator: at most N test images per class")
     return p
 
 
@@ -254,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                            max_samples=args.max_samples or probe.data.val_max_samples)
         evaluators = [n.strip() for n in args.evaluators.split(",") if n.strip()]
         eval_options = {"probe_train": args.probe_train, "probe_test": args.probe_test,
-                        "probe_recipe": args.probe_recipe}
+                        "probe_recipe": args.probe_recipe, "probe_train_per_class": args.probe_train_per_class,
+                        "probe_test_per_class": args.probe_test_per_class}
         preflight(evaluators, eval_options)  # unknown or unusable evaluators fail before any training
         kw = dict(checkpoint=args.checkpoint, eval_opts=opts, reuse=args.reuse, evaluators=evaluators,
                   eval_options=eval_options,

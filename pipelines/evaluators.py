@@ -9,13 +9,15 @@ the clean reference, are kept in the per-seed report but not aggregated). Adding
     def my_eval(ctx: EvalContext) -> EvaluatorResult: ...
 
 `mechanism` (feature-distribution metrics on held-out pairs) is built in. `probe` is the
-slot for the downstream linear-probe evaluation (`maa-eval probe`, built separately): it
-calls `maa_train.eval.probe.run_probe(model_path, adapters, train, test, recipe)` once that
-module exists, with the folders from `--probe-train/--probe-test/--probe-recipe`.
+downstream check (`maa-eval probe`, pipelines/probe.py): a linear probe and a k-NN fitted on
+the base encoder's clean features of `--probe-train`, scored on `--probe-test` (or the rest
+of `--probe-train` after `--probe-train-per-class` images per class) clean and corrupted by
+`--probe-recipe` (default maa-global) at each of `--probe-severities`. Its rows hold the
+test accuracy in percent as `<classifier>_<condition>` (`linear_ref`, `linear_sev3`,
+`knn_sev5`, ...), all images; it writes probe.json and probe.md next to the mechanism table.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -63,21 +65,36 @@ def get_evaluators(names: list[str]) -> dict[str, Evaluator]:
     return {n: EVALUATORS[n] for n in names}
 
 
+PROBE_RECIPE = "maa-global"
+PROBE_SEVERITIES = (3, 5)
+
+
 def preflight(names: list[str], options: dict) -> None:
     """Fail before any training when a chosen evaluator cannot run."""
     get_evaluators(names)
     if "probe" in names:
-        try:
-            importlib.import_module(PROBE_MODULE)
-        except ImportError:
-            raise EvaluationError(f"the probe evaluator needs {PROBE_MODULE}.run_probe (maa-eval probe), which this "
-                                  "installation does not have yet; use --evaluators mechanism") from None
-        for k in ("train", "test"):
-            if not options.get(f"probe_{k}"):
-                raise EvaluationError(f"the probe evaluator needs --probe-{k} (a labelled image folder)")
+        if not options.get("probe_train"):
+            raise EvaluationError("the probe evaluator needs --probe-train (a labelled image folder)")
+        if not options.get("probe_test") and not options.get("probe_train_per_class"):
+            raise EvaluationError("the probe evaluator needs --probe-test (a labelled image folder) or "
+                                  "--probe-train-per-class N (the rest of --probe-train tests)")
+        from pipelines.probe import recipe_corruption
+
+        try:  # a bad recipe or severity fails now, not after training
+            recipe_corruption(options.get("probe_recipe") or PROBE_RECIPE, _probe_options(options, EvalOptions()))
+        except ValueError as exc:
+            raise EvaluationError(f"the probe evaluator: {exc}") from None
 
 
-PROBE_MODULE = "maa_train.eval.probe"
+def _probe_options(options: dict, opts: EvalOptions):
+    from maa_train.eval.probe import DEFAULT_REPS, ProbeOptions
+
+    return ProbeOptions(severities=tuple(options.get("probe_severities") or PROBE_SEVERITIES),
+                        train_per_class=options.get("probe_train_per_class"),
+                        test_per_class=options.get("probe_test_per_class"),
+                        batch_size=opts.batch_size, device=opts.device, precision=opts.precision,
+                        feature_layer=opts.feature_layer, seed=opts.seed,
+                        bootstrap=options.get("probe_bootstrap", DEFAULT_REPS))
 
 
 @register_evaluator("mechanism")
@@ -91,18 +108,26 @@ def mechanism(ctx: EvalContext) -> EvaluatorResult:
 
 @register_evaluator("probe")
 def probe(ctx: EvalContext) -> EvaluatorResult:
-    """Slot for the downstream probe: linear probe accuracy (clean, corrupted per severity)."""
+    """Downstream probe accuracy (%), clean and corrupted per severity, every variant and the base."""
+    from maa_train.eval.probe import ALL, BASE, CLASSIFIERS, ProbeError
+    from maa_train.eval.probe_report import write_outputs as write_probe
+    from pipelines.probe import run_probe
+
+    if not ctx.options.get("probe_train"):
+        raise EvaluationError("the probe evaluator needs --probe-train (a labelled image folder)")
+    specs = [AdapterSpec(name, Path(path)) for name, path in ctx.adapters.items()]
     try:
-        module = importlib.import_module(PROBE_MODULE)
-    except ImportError:
-        raise EvaluationError(f"the probe evaluator needs {PROBE_MODULE}.run_probe (maa-eval probe), which this "
-                              "installation does not have yet; use --evaluators mechanism") from None
-    missing = [k for k in ("train", "test") if not ctx.options.get(f"probe_{k}")]
-    if missing:
-        raise EvaluationError(f"the probe evaluator needs --probe-{missing[0]} (a labelled image folder)")
-    rows = module.run_probe(ctx.model_path, ctx.adapters, ctx.options["probe_train"], ctx.options["probe_test"],
-                            ctx.options.get("probe_recipe"))
-    # Contract: {BASE_ROW or variant name: {metric: value}}; the base model's row may come as "base".
-    if "base" in rows and BASE_ROW not in rows:
-        rows = {BASE_ROW if k == "base" else k: v for k, v in rows.items()}
-    return EvaluatorResult(rows=rows)
+        result = run_probe(ctx.model_path, ctx.options["probe_train"], ctx.options.get("probe_test"),
+                           ctx.options.get("probe_recipe") or PROBE_RECIPE, specs,
+                           _probe_options(ctx.options, ctx.opts), command=ctx.command)
+    except ProbeError as exc:
+        raise EvaluationError(f"the probe evaluator: {exc}") from None
+    write_probe(result, ctx.out)
+    rows: dict[str, dict[str, float | None]] = {}
+    for classifier in CLASSIFIERS:
+        for model, by_condition in result.results[classifier][ALL]["rows"].items():
+            row = rows.setdefault(BASE_ROW if model == BASE else model, {})
+            for condition, interval in by_condition.items():
+                value = interval.get("value")
+                row[f"{classifier}_{condition}"] = None if value is None else 100.0 * value
+    return EvaluatorResult(rows=rows, raw=result)

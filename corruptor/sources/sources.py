@@ -23,7 +23,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 EMBEDDED_PHOTOS = "embedded:photos"
 SYNTHETIC_PREFIX = "synthetic:"
-PDF_PREFIX = "pdf:"  # pages of PDF documents, see corruptor.pdf_source
+PDF_PREFIX = "pdf:"  # pages of PDF documents, see corruptor.sources.pdf
 DEFAULT_SYNTHETIC_COUNT = 64
 # Synthetic pages are a function of their index only, so the same page has the same
 # sha256 (and mask cache entry) in every dataset that uses it.
@@ -188,7 +188,7 @@ def _read_embedded(name: str) -> bytes:
 
 
 def _read_pdf_page(path: str, page: int, dpi: int, max_side: int) -> bytes:
-    from corruptor.pdf_source import PdfReadError, render_page
+    from corruptor.sources.pdf import PdfReadError, render_page
 
     try:
         return _encode_png(render_page(path, page, dpi, max_side))
@@ -412,7 +412,7 @@ def _scan_embedded(spec: SourceSpec) -> list[SourceItem]:
 
 
 def _scan_pdf(spec: SourceSpec) -> tuple[list[SourceItem], dict[str, Any]]:
-    from corruptor.pdf_source import PdfOptionError, scan_pdf
+    from corruptor.sources.pdf import PdfOptionError, scan_pdf
 
     try:
         entries, notes = scan_pdf(spec.path)

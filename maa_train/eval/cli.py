@@ -23,7 +23,8 @@ from maa_train.eval.evaluate import (TOKEN_MODES, AdapterSpec, EvalOptions, Eval
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maa-eval", description=__doc__.splitlines()[0],
-                                epilog="maa-eval probe --help: the downstream probe (maa_train/probe_cli.py)")
+                                epilog="maa-eval probe --help: the downstream probe (maa_train/eval/probe_cli.py, "
+                                       "corrupting with corruptor's recipes through pipelines/probe.py)")
     p.add_argument("--model", required=True,
                    help="local folder of the HF encoder (or LLaVA model) the adapters were trained on")
     p.add_argument("--data", required=True, help="built dataset folder, shard glob, .tar or .txt list of URLs")
@@ -56,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, make_corruption=None) -> int:
+    """``make_corruption(recipe, ProbeOptions) -> Corruption`` is what ``probe`` corrupts
+    with; the installed ``maa-eval`` (pipelines.probe.maa_eval) passes corruptor's."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["probe"]:
-        from maa_train.probe_cli import main as probe_main
+        from maa_train.eval.probe_cli import main as probe_main
 
-        return probe_main(argv[1:])
+        return probe_main(argv[1:], make_corruption)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

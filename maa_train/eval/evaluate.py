@@ -10,7 +10,7 @@ Token rows per image (`tokens`): mean-pooled by default, a fixed random sample o
 or all patches. The images are split once into halves A and B (fixed seed, over the images
 sorted by key): the two-sample metrics (MMD^2, KID, energy distance) compare a row's
 features of A with the clean features of B, so the samples are independent as these
-estimators assume (maa_train/split_metrics.py); the "clean reference" row compares the clean
+estimators assume (maa_train/eval/split_metrics.py); the "clean reference" row compares the clean
 features of A with the same clean features of B and reads ~0. The paired metrics, paired
 MSE on all patch tokens and linear CKA, compare each image with itself over all images (not
 defined for the reference). Every value carries a bootstrap interval (images resampled; for
@@ -47,7 +47,7 @@ from maa_train.encoders.load import ModelInfo, load_vision_model
 from maa_train.data.loader import ValStream, make_loader
 from maa_train.data.preprocess import ImageSizeError, ProcessorSettings, normalise_pairs
 from maa_train.data.shards import ShardInfo, op_families, resolve_shards, split_holdout
-from maa_train.split_metrics import MIN_HALF_IMAGES, SplitSettings, group_rows
+from maa_train.eval.split_metrics import MIN_HALF_IMAGES, SplitSettings, group_rows
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ def min_images(rows_per_image: int) -> int:
 
 
 def group_table(feats: _Features, idx: torch.Tensor, opts: EvalOptions) -> dict[str, dict]:
-    """Rows of the mechanism table for the samples `idx` (see maa_train/split_metrics.py)."""
+    """Rows of the mechanism table for the samples `idx` (see maa_train/eval/split_metrics.py)."""
     idx_dev = idx.to(feats.clean.device)
     return group_rows(feats.clean[idx_dev], {name: rows[idx_dev] for name, rows in feats.rows.items()},
                       {name: err[idx_dev] for name, err in feats.sq_err.items()},

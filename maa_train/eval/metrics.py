@@ -14,7 +14,7 @@ from [images, patches, dim] features with :func:`token_set`.
                       isotropic scaling)
 
 The two-sample metrics (MMD^2, KID, energy distance) assume independent sets; for corrected
-and clean features of the same images use maa_train.split_metrics (one half against the other).
+and clean features of the same images use maa_train.eval.split_metrics (one half against the other).
 
 Memory: pairwise matrices are never held whole. Kernel and distance sums run over blocks of
 rows (each block a few hundred MB of float64 at most), so the memory of MMD^2 and energy

@@ -48,8 +48,8 @@ def save_adapters(directory: str | Path, adapted, extra: dict | None = None) -> 
     return save_tensors(directory, adapted.trainable_state_dict(), adapted.config, extra)
 
 
-class CheckpointFormatError(ValueError):
-    """A file or folder that is not an adapter checkpoint of this toolkit."""
+class CheckpointFormatError(WeightFileError):
+    """A file or folder that is not an adapter checkpoint of this toolkit (a weight-file error too)."""
 
 
 EXPECTED_LAYOUT = f"an adapter checkpoint folder ({WEIGHTS_NAME} + {CONFIG_NAME})"

@@ -48,7 +48,7 @@ def _load(pth_path: Path):
     try:  # weights_only=True, never anything else: the file may come from anywhere
         return load_torch_pickle(pth_path)
     except WeightFileError as exc:
-        raise OfficialFormatError(f"{exc} (expected {EXPECTED})") from None
+        raise OfficialFormatError(f"not a torch tensor checkpoint that loads without running code: {exc} (expected {EXPECTED})") from None
 
 
 def import_official(pth_path: str | Path, feature_layer: int | None = None) -> dict[str, torch.Tensor]:

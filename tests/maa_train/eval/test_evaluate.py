@@ -14,7 +14,7 @@ from maa_train.students.inject import AdaptedEncoder
 from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import ValStream
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
-from maa_train.split_metrics import SplitSettings, group_rows
+from maa_train.eval.split_metrics import SplitSettings, group_rows
 from tests.maa_train.eval.evalkit import one_thread, tiny_clip, write_labelled_dataset  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

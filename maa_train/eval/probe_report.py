@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maa_train.probe import ALL, BASE, REF, ProbeResult
+from maa_train.eval.probe import ALL, BASE, REF, ProbeResult
 
 CLASSIFIER_TITLES = {"linear": "Linear probe", "knn": "k-NN"}
 

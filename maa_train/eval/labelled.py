@@ -52,9 +52,14 @@ class LabelledSplit:
         return out
 
 
-def _image_extensions() -> tuple[str, ...]:
-    from corruptor.sources.sources import IMAGE_EXTENSIONS
+# The image files a corruptor folder source reads (corruptor.sources.sources.IMAGE_EXTENSIONS;
+# maa_train does not import corruptor, a test keeps the two equal).
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm",
+)
 
+
+def _image_extensions() -> tuple[str, ...]:
     return IMAGE_EXTENSIONS
 
 

@@ -12,11 +12,11 @@ from PIL import Image
 pytest.importorskip("pypdfium2")
 
 from corruptor.build.builder import BuildConfig, build  # noqa: E402
-from corruptor.pdf_source import PdfOptionError, parse_pdf_path, render_page  # noqa: E402
+from corruptor.sources.pdf import PdfOptionError, parse_pdf_path, render_page  # noqa: E402
 from corruptor.sources.sources import ItemReadError, SourceError, SourceSpec, parse_source_arg, scan_source  # noqa: E402
 
 from tests.corruptor.build.build_fixtures import GLOBAL_RECIPE, dataset_bytes  # noqa: E402
-from .pdfkit import BAD_PDFS, make_pdf_folder  # noqa: E402
+from tests.corruptor.sources.pdfkit import BAD_PDFS, make_pdf_folder  # noqa: E402
 
 GOOD_REFS = ["a.pdf#page=0001", "a.pdf#page=0002", "a.pdf#page=0003", "sub/b.pdf#page=0001", "sub/b.pdf#page=0002"]
 
@@ -134,3 +134,22 @@ def test_build_writes_pages_and_status_rows_and_is_deterministic(folder, tmp_pat
     assert source["type"] == "pdf" and source["kind"] == "ocr" and len(source["unusable_pdfs"]) == len(BAD_PDFS)
     run(tmp_path / "two")
     assert dataset_bytes(tmp_path / "one") == dataset_bytes(tmp_path / "two")
+
+
+def test_pdf_datasets_pass_the_schema_resume_and_the_rebuild_source_checks(folder, tmp_path):
+    from corruptor.build.planner import Plan
+    from corruptor.build.rebuild_inputs import check_plan_sources
+    from maa_format.dataset_files import DatasetFileError, check_dataset, check_plan
+
+    spec = parse_source_arg(f"docs=pdf:{folder}?dpi=60")
+    cfg = BuildConfig(recipe=GLOBAL_RECIPE, sources=[spec], out=tmp_path / "ds", target=len(GOOD_REFS), shard_size=4)
+    build(cfg)
+    dataset = check_dataset(json.loads((tmp_path / "ds" / "dataset.json").read_text()))
+    plan_doc = check_plan(json.loads((tmp_path / "ds" / "plan.json").read_text()))
+    plan = Plan.from_dict(plan_doc["plan"])
+    assert [s.name for s in check_plan_sources(plan, dataset["sources"], "plan.json")] == ["docs"]
+    assert build(cfg).rows == len(GOOD_REFS)   # resuming reads plan.json through the same checks
+    outside = dict(plan_doc["plan"])
+    outside["items"] = [dict(outside["items"][0], locator=["pdf", str(tmp_path / "elsewhere.pdf"), 0, 60, 4096])]
+    with pytest.raises(DatasetFileError, match="not a PDF file inside"):
+        check_plan_sources(Plan.from_dict(outside), None, "plan.json")

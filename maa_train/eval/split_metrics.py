@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from maa_train.eval import metrics
-from maa_train.bootstrap import percentile_interval
+from maa_train.eval.bootstrap import percentile_interval
 
 MIN_HALF_IMAGES = 2           # within() needs two distinct images per half
 GRAM_ROWS = 2048              # CKA intervals need [rows, rows] Gram matrices; above this: no CKA interval

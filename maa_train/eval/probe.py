@@ -1,7 +1,7 @@
 """The downstream check: does a frozen consumer, calibrated on clean features, still work on
 corrupted images, with and without adapters?
 
-A linear probe and a k-NN classifier (maa_train.classifiers) are fitted ONCE on the base
+A linear probe and a k-NN classifier (maa_train.eval.classifiers) are fitted ONCE on the base
 encoder's clean features of a labelled training split and never refitted: they play the
 part of the paper's language model, which was trained on the clean encoder. Every row
 (the base encoder, each adapter checkpoint) is then scored with them on the test split:
@@ -27,6 +27,11 @@ Rules, stated in the outputs:
   (adapter row minus base, same images, same condition) resample the same way.
 - Skips: unreadable images (train or test) and images an op fails on are counted and
   listed; they leave only the conditions they failed in.
+
+maa_train does not import corruptor: the images are read, brought to the corruption geometry
+and corrupted by a ``Corruption`` (below) that the caller builds. ``pipelines/probe.py``
+builds it from a corruptor recipe (pinned severities, geometry, decoding) and is what
+``maa-eval probe`` runs.
 """
 from __future__ import annotations
 
@@ -35,14 +40,14 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 
-from maa_train.bootstrap import DEFAULT_REPS, LEVEL, mean_interval
-from maa_train.classifiers import KNNClassifier, LinearProbe
-from maa_train.labelled import LabelledImage, LabelledSetError, LabelledSplit, split
+from maa_train.eval.bootstrap import DEFAULT_REPS, LEVEL, mean_interval
+from maa_train.eval.classifiers import KNNClassifier, LinearProbe
+from maa_train.eval.labelled import LabelledImage, LabelledSetError, LabelledSplit, split
 
 BASE = "base"
 REF = "ref"
@@ -93,83 +98,32 @@ class ProbeOptions:
             raise ProbeError(f"corrupt_size must be -1 (recipe), 0 (native) or a side in pixels, got {self.corrupt_size}")
 
 
-# -- corruption at a pinned severity --------------------------------------------------------------
-SEVERITY_RULE = ("every op of the recipe's global stage at exactly severity S (its range in the recipe ignored), "
-                 "every node probability set to 1 so every image is corrupted, one_of choices drawn with the "
-                 "recipe's weights per image (same ops at every severity); the local (mask-region) stage not applied")
+# -- what the probe needs from a corruption library ------------------------------------------------
+@dataclass(frozen=True)
+class Corruption:
+    """The test conditions, from outside maa_train (pipelines/probe.py builds one from a recipe).
+
+    read(path)                  uint8 RGB [H, W, 3]; raises on a file that cannot be used
+    prepare(image)              the image at the size and crop corruption happens at (clean too)
+    corrupt(image, s, key)      (the image at pinned severity s, the families of the ops it got)
+    skip_reason(exc)            one line for a read failure, listed in the outputs
+    meta                        recorded in probe.json: "recipe" {name, hash}, "severity_rule",
+                                "corruption" {size, crop, rule, ...}
+    """
+    read: Callable[[str], np.ndarray]
+    prepare: Callable[[np.ndarray], np.ndarray]
+    corrupt: Callable[[np.ndarray, int, str], tuple[np.ndarray, list[str]]]
+    skip_reason: Callable[[Exception], str] = lambda exc: f"{type(exc).__name__}: {exc}"
+    meta: dict = field(default_factory=dict)
 
 
-def _pin(node: dict, severity: int) -> dict:
-    node = dict(node, p=1.0)
-    if "op" in node:
-        node["severity"] = severity
-    for key in ("chain", "one_of"):
-        if key in node:
-            node[key] = [_pin(child, severity) for child in node[key]]
-    return node
-
-
-def pinned_recipe(recipe, severity: int):
-    """The recipe's global stage with every op at ``severity`` and every probability 1."""
-    from corruptor.recipe.recipe import load_recipe
-
-    d = recipe.to_dict()
-    if d.get("global") is None:
-        raise ProbeError(f"recipe {recipe.name!r} has no global stage; the probe applies the global ops to whole "
-                         "images (its local ops need masks): use a recipe with a global section")
-    d["global"] = _pin(d["global"], severity)
-    d["local"] = None
-    d["name"] = f"{recipe.name}@severity{severity}"
-    return load_recipe(d)
-
-
-def _families(ops: list[dict]) -> list[str]:
-    from corruptor.ops.registry import load_all
-    from maa_train.eval.evaluate import families_of
-
-    return families_of({"ops": ops}, {name: op.family for name, op in load_all().items()})
+def _skip_reason(corruption: Corruption, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"io: {exc.strerror or exc}"
+    return corruption.skip_reason(exc)
 
 
 # -- images -----------------------------------------------------------------------------------------
-@dataclass
-class _Geometry:
-    size: int | None
-    crop: str
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        if self.size is None and self.crop == "none":
-            return image
-        from corruptor.build.worker import plan_geometry
-
-        return plan_geometry(image.shape[:2], self.size, self.crop, None).apply(image)
-
-
-def _geometry(recipe, corrupt_size: int) -> _Geometry:
-    out = recipe.output
-    crop = "center" if out.crop == "random" else out.crop
-    if corrupt_size == CORRUPT_NATIVE:
-        return _Geometry(None, "none")
-    return _Geometry(out.size if corrupt_size == CORRUPT_RECIPE else corrupt_size, crop)
-
-
-def _decode(path: str, max_pixels: int) -> np.ndarray:
-    from corruptor.build.decode import decode_image
-
-    with open(path, "rb") as fh:
-        data = fh.read()
-    return np.ascontiguousarray(decode_image(data, max_pixels=max_pixels, min_side=2).image)
-
-
-def _skip_reason(exc: Exception) -> str:
-    from corruptor.build.decode import DecodeError
-
-    if isinstance(exc, DecodeError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return f"io: {exc.strerror or exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _to_model_input(images: list[np.ndarray], settings) -> torch.Tensor:
     """uint8 [B, 3, S, S] through the encoder's resize and centre crop (as for training pairs)."""
     from maa_train.data.preprocess import pair_to_tensor
@@ -239,16 +193,16 @@ def _batches(items: list, size: int):
         yield items[start:start + size]
 
 
-def _train_features(enc: _Encoders, items: list[LabelledImage], geometry: _Geometry, opts: ProbeOptions):
+def _train_features(enc: _Encoders, items: list[LabelledImage], corruption: Corruption, opts: ProbeOptions):
     feats, labels, skipped = [], [], []
     for batch in _batches(items, opts.batch_size):
         images, kept = [], []
         for it in batch:
             try:
-                images.append(geometry.apply(_decode(it.path, opts.max_pixels)))
+                images.append(corruption.prepare(corruption.read(it.path)))
                 kept.append(it)
             except Exception as exc:  # counted and reported: one bad file must not stop the probe
-                skipped.append({"ref": it.ref, "reason": _skip_reason(exc)})
+                skipped.append({"ref": it.ref, "reason": _skip_reason(corruption, exc)})
         if images:
             feats.append(_features(enc, enc.models[0], _to_model_input(images, enc.settings)))
             labels += [it.label for it in kept]
@@ -267,8 +221,8 @@ class _TestRecord:
     op_failures: list[dict] = field(default_factory=list)
 
 
-def _test_predictions(enc: _Encoders, items: list[LabelledImage], geometry: _Geometry, pinned: dict,
-                      probes: dict, opts: ProbeOptions) -> _TestRecord:
+def _test_predictions(enc: _Encoders, items: list[LabelledImage], corruption: Corruption, probes: dict,
+                      opts: ProbeOptions) -> _TestRecord:
     rec = _TestRecord()
     conditions = [REF] + [condition_name(s) for s in opts.severities]
     for key in [(c, m.name, cond) for c in probes for m in enc.models for cond in conditions]:
@@ -277,17 +231,17 @@ def _test_predictions(enc: _Encoders, items: list[LabelledImage], geometry: _Geo
         per_cond: dict[str, list] = {cond: [] for cond in conditions}
         for it in batch:
             try:
-                clean = geometry.apply(_decode(it.path, opts.max_pixels))
+                clean = corruption.prepare(corruption.read(it.path))
             except Exception as exc:  # counted and reported
-                rec.skipped.append({"ref": it.ref, "reason": _skip_reason(exc)})
+                rec.skipped.append({"ref": it.ref, "reason": _skip_reason(corruption, exc)})
                 continue
             per_cond[REF].append(clean)
             fams: list[str] = []
-            for s, recipe in pinned.items():
+            for s in opts.severities:
                 try:
-                    applied = recipe.apply(clean, seed=opts.seed, key=it.ref)
-                    per_cond[condition_name(s)].append(applied.image)
-                    fams += [f for f in _families(applied.ops) if f not in fams]
+                    image, families = corruption.corrupt(clean, s, it.ref)
+                    per_cond[condition_name(s)].append(image)
+                    fams += [f for f in families if f not in fams]
                 except Exception as exc:  # an op that fails on one image: that image leaves this condition
                     rec.op_failures.append({"ref": it.ref, "severity": s, "reason": f"{type(exc).__name__}: {exc}"})
                     per_cond[condition_name(s)].append(None)
@@ -353,6 +307,7 @@ class ProbeResult:
     meta: dict
     results: dict   # classifier -> group -> {"images": n, "rows": {model: {condition: interval}}}
     paired: dict    # classifier -> group -> {model: {condition: interval of (model - base)}}
+
     paired_vs: dict = field(default_factory=dict)  # row named in --versus -> as `paired`, minus that row
 
     def to_dict(self) -> dict:
@@ -372,38 +327,20 @@ def _feature_text(pool: str, layer: int, info) -> str:
     return f"mean of the patch tokens of {where}"
 
 
-def _geometry_text(geometry: _Geometry, corrupt_size: int, out) -> str:
-    if corrupt_size == CORRUPT_NATIVE:
-        return "the decoded size (no resize, no crop)"
-    size = f"short side {geometry.size}" if geometry.size else "the decoded size"
-    what = f"{size}, {geometry.crop} crop"
-    if corrupt_size == CORRUPT_RECIPE:
-        return f"the recipe's output geometry ({what})" + (" (its random crop made central)" if out.crop == "random"
-                                                            else "")
-    return f"{what} (the recipe's output: size {out.size}, crop {out.crop})"
-
-
-def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None, recipe: Any,
+def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None, corruption: Corruption,
               adapters=(), opts: ProbeOptions = ProbeOptions(), *, command: str | None = None) -> ProbeResult:
-    """Fit the probes on the base encoder's clean training features; score every row."""
-    from corruptor.recipe.recipe import RecipeError, load_recipe
-
+    """Fit the probes on the base encoder's clean training features; score every row on the
+    clean test images and on ``corruption`` at each of ``opts.severities``."""
     start = time.perf_counter()
     try:
         the_split: LabelledSplit = split(train, test, opts.train_per_class, opts.test_per_class)
     except LabelledSetError as exc:
         raise ProbeError(str(exc)) from None
-    try:
-        base_recipe = load_recipe(recipe)
-    except RecipeError as exc:
-        raise ProbeError(str(exc)) from None
-    pinned = {s: pinned_recipe(base_recipe, s) for s in opts.severities}
-    geometry = _geometry(base_recipe, opts.corrupt_size)
     enc = _load_encoders(model_path, adapters, opts)
     classes = len(the_split.classes)
 
     with torch.inference_mode():
-        x, y, train_skipped = _train_features(enc, the_split.train, geometry, opts)
+        x, y, train_skipped = _train_features(enc, the_split.train, corruption, opts)
         have = torch.bincount(y, minlength=classes) if len(y) else torch.zeros(classes, dtype=torch.long)
         missing = [the_split.classes[i] for i in range(classes) if have[i] == 0]
         if missing:
@@ -415,7 +352,7 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
         fit_seconds = time.perf_counter() - fit_start
         train_acc = {c: float((p.predict(x) == y).double().mean()) for c, p in probes.items()}
         test_start = time.perf_counter()
-        rec = _test_predictions(enc, the_split.test, geometry, pinned, probes, opts)
+        rec = _test_predictions(enc, the_split.test, corruption, probes, opts)
         test_seconds = time.perf_counter() - test_start
     if not rec.refs:
         raise ProbeError(f"no readable test image ({len(rec.skipped)} skipped, e.g. {rec.skipped[0]})")
@@ -427,7 +364,6 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
     for label in rec.labels:
         test_counts[the_split.classes[label]] += 1
     train_counts = {c: int(have[i]) for i, c in enumerate(the_split.classes)}
-    out = base_recipe.output
     meta = {
         "model": str(model_path), "encoder": enc.info.to_dict(),
         "features": {"pool": enc.pool, "feature_layer": enc.feature_layer,
@@ -437,11 +373,11 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
         "n_train": len(y), "n_test": len(rec.refs),
         "skipped": {"train": train_skipped, "test": rec.skipped, "op_failures": rec.op_failures},
         "split_notes": the_split.notes,
-        "recipe": {"name": base_recipe.name, "hash": base_recipe.hash},
-        "severities": list(opts.severities), "conditions": conditions, "severity_rule": SEVERITY_RULE,
+        "recipe": corruption.meta.get("recipe"),
+        "severities": list(opts.severities), "conditions": conditions,
+        "severity_rule": corruption.meta.get("severity_rule"),
         "corruption": {"seed": opts.seed, "key": "the image's ref (class/relative path)",
-                       "size": geometry.size, "crop": geometry.crop,
-                       "rule": _geometry_text(geometry, opts.corrupt_size, out)},
+                       **(corruption.meta.get("corruption") or {})},
         "probes": {c: p.describe() for c, p in probes.items()}, "train_accuracy": train_acc,
         "bootstrap": {"reps": opts.bootstrap, "level": LEVEL, "seed": opts.seed, "over": "test images",
                       "method": "percentile"},

@@ -1,5 +1,6 @@
-"""maa-eval probe: labelled folders and splits, the frozen classifiers, pinned severities,
-the whole command on tiny models, and bad input."""
+"""maa-eval probe: labelled folders and splits, the frozen classifiers, the whole command on
+tiny models (with corruptor's recipes, through pipelines.probe), a corruption from elsewhere,
+and bad input. Pinned severities: tests/pipelines/test_probe.py."""
 import json
 import shutil
 from contextlib import nullcontext
@@ -11,13 +12,15 @@ from PIL import Image
 
 from maa_train.students.adapter import AdapterConfig
 from maa_train.students.checkpoint import save_adapters
-from maa_train.classifiers import KNNClassifier, LinearProbe, stratified_folds
-from maa_train.eval.cli import main as eval_main
+from maa_train.eval.classifiers import KNNClassifier, LinearProbe, stratified_folds
 from maa_train.eval.evaluate import AdapterSpec
 from maa_train.students.inject import AdaptedEncoder
 from maa_train.encoders.load import load_vision_model
-from maa_train.labelled import LabelledSetError, split
-from maa_train.probe import BASE, ProbeError, ProbeOptions, pinned_recipe, run_probe
+from maa_train.eval.labelled import LabelledSetError, split
+from maa_train.eval.probe import BASE, Corruption, ProbeError, ProbeOptions
+from maa_train.eval.probe import run_probe as run_probe_with
+from pipelines.probe import maa_eval as eval_main
+from pipelines.probe import run_probe
 from tests.maa_train.eval.evalkit import one_thread  # noqa: F401 (fixture)
 from tests.maa_train.tiny_models import tiny_models  # noqa: F401 (fixture)
 
@@ -163,23 +166,6 @@ def test_knn_votes_then_similarity_then_lower_class():
     assert KNNClassifier(2, k=10).fit(train, torch.tensor([0, 0, 1, 1])).effective_k == 4
 
 
-# -- pinned severities ----------------------------------------------------------------------------
-def test_pinned_recipe_sets_every_op_and_probability_and_drops_the_local_stage():
-    from corruptor.recipe import load_recipe
-
-    pinned = pinned_recipe(load_recipe(RECIPE), 4)
-    d = pinned.to_dict()
-    assert d["local"] is None and d["global"]["p"] == 1.0
-    assert [(c["op"], c["severity"], c["p"]) for c in d["global"]["one_of"]] == [("gaussian_noise", 4, 1.0),
-                                                                                ("jpeg", 4, 1.0)]
-    image = np.full((16, 16, 3), 128, np.uint8)
-    ops = [[op["op"] for op in pinned_recipe(load_recipe(RECIPE), s).apply(image, seed=0, key=f"k{i}").ops]
-           for s in (1, 5) for i in range(8)]
-    assert ops[:8] == ops[8:] and all(len(o) == 1 for o in ops)  # same op per image at every severity
-    with pytest.raises(ProbeError, match="no global stage"):
-        pinned_recipe(load_recipe({"name": "l", "local": {"ops": {"op": "pixelate"}}}), 3)
-
-
 # -- the command ----------------------------------------------------------------------------------
 def test_cli_outputs_rows_conditions_and_paired_differences(cli_result):
     result, md = cli_result
@@ -227,6 +213,23 @@ def test_unreadable_images_are_counted_and_empty_classes_dropped(setup, tmp_path
     assert result.meta["train_per_class"]["blue"] == 5 and result.meta["n_test"] == 11
     assert result.meta["split_notes"]["train"]["empty_classes"] == ["yellow"]
     assert result.meta["classes"] == ["blue", "green", "red"]
+
+
+def test_any_corruption_will_do_maa_train_needs_no_corruptor(setup):
+    def read(path):
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    def corrupt(image, severity, key):
+        return (255 - image if severity == 5 else image), ["inverted" if severity == 5 else "none"]
+
+    corruption = Corruption(read=read, prepare=lambda im: im[:32, :32], corrupt=corrupt,
+                            meta={"recipe": {"name": "invert", "hash": "-"}, "severity_rule": "inverted at 5"})
+    result = run_probe_with(setup["model"], setup["data"], None, corruption, [],
+                            ProbeOptions(train_per_class=6, severities=(1, 5), bootstrap=0, device="cpu"))
+    rows = result.results["linear"]["all"]["rows"][BASE]
+    assert rows["ref"]["value"] == rows["sev1"]["value"]  # severity 1 is the identity here
+    assert set(result.results["linear"]) == {"all", "inverted", "none"}
+    assert result.meta["recipe"] == {"name": "invert", "hash": "-"} and result.meta["severity_rule"] == "inverted at 5"
 
 
 def test_encoder_without_cls_uses_mean_patch_tokens(setup, tmp_path):
@@ -290,6 +293,14 @@ def test_mechanism_command_is_unchanged(setup, capsys):
     assert "--data" in out and "maa-eval probe --help" in out
 
 
+def test_maa_train_entry_point_alone_says_where_the_probe_runs(setup, tmp_path, capsys):
+    from maa_train.eval.cli import main as maa_train_eval_main
+
+    assert maa_train_eval_main(probe_args(setup, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "python -m pipelines.probe" in err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.gpu
 def test_cuda_gives_the_cpu_numbers(setup, cli_result):
     specs = [AdapterSpec("fresh", setup["fresh"]), AdapterSpec("moved", setup["moved"])]
@@ -301,3 +312,18 @@ def test_cuda_gives_the_cpu_numbers(setup, cli_result):
     for row, by_cond in cuda.results["linear"]["all"]["rows"].items():
         for cond, iv in by_cond.items():
             assert abs(iv["value"] - cpu[row][cond]["value"]) <= 1 / 12 + 1e-9, (row, cond)  # one image at most
+
+
+def test_versus_gives_paired_differences_against_an_adapter_row(setup, cli_result, tmp_path):
+    out = tmp_path / "versus"
+    assert eval_main(probe_args(setup, out, "--adapters", f"fresh={setup['fresh']}", "--adapters",
+                                f"moved={setup['moved']}", "--versus", "fresh")) == 0
+    result = json.loads((out / "probe.json").read_text())
+    vs = result["paired_vs"]["fresh"]["linear"]["all"]
+    assert list(vs) == ["moved"]  # neither the reference itself nor the base
+    for cond, iv in vs["moved"].items():
+        # fresh adapters are the identity: moved - fresh is moved - base
+        assert iv == result["paired"]["linear"]["all"]["moved"][cond]
+    assert "paired difference to `fresh`" in (out / "probe.md").read_text()
+    assert eval_main(probe_args(setup, tmp_path / "bad", "--adapters", f"fresh={setup['fresh']}",
+                                "--versus", "nope")) == 2

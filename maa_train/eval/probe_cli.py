@@ -3,8 +3,11 @@
     maa-eval probe --model PATH --train DIR [--test DIR] --recipe R [--adapters NAME=DIR ...]
                    [--severities 3,5] [--train-per-class N] [--test-per-class N] --out DIR
 
-Writes probe.json and probe.md to --out and prints the markdown. See maa_train/probe.py for
-the rules (features, pinned severities, intervals).
+Writes probe.json and probe.md to --out and prints the markdown. See maa_train/eval/probe.py for
+the rules (features, intervals) and pipelines/probe.py for the corruption (pinned severities,
+geometry), which maa_train cannot do itself: it does not import corruptor. So this command
+runs as the installed ``maa-eval probe`` or ``python -m pipelines.probe``, which pass it
+corruptor's recipes.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import logging
 import shlex
 import sys
 
-from maa_train.probe import CORRUPT_NATIVE, CORRUPT_RECIPE, FEATURE_MODES, ProbeError, ProbeOptions, run_probe
+from maa_train.eval.probe import CORRUPT_NATIVE, CORRUPT_RECIPE, FEATURE_MODES, ProbeError, ProbeOptions, run_probe
 
 
 def _severities(text: str) -> tuple[int, ...]:
@@ -81,12 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], make_corruption=None) -> int:
+    """``make_corruption(recipe, ProbeOptions) -> Corruption`` (pipelines.probe.recipe_corruption)."""
     from maa_train.students.checkpoint import CheckpointMismatchError
     from maa_train.eval.evaluate import AdapterSpec, EvaluationError
-    from maa_train.probe_report import to_markdown, write_outputs
+    from maa_train.eval.probe_report import to_markdown, write_outputs
 
     args = build_parser().parse_args(argv)
+    if make_corruption is None:
+        print("maa-eval probe: error: this entry point has no corruption library (maa_train does not import "
+              "corruptor); run the installed `maa-eval probe ...` or `python -m pipelines.probe ...`",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         opts = ProbeOptions(severities=args.severities, train_per_class=args.train_per_class,
@@ -96,7 +105,8 @@ def main(argv: list[str]) -> int:
                             seed=args.seed, bootstrap=args.bootstrap,
                             corrupt_size=args.corrupt_size)
         specs = [AdapterSpec.parse(text) for text in args.adapters]
-        result = run_probe(args.model, args.train, args.test, args.recipe, specs, opts,
+        corruption = make_corruption(args.recipe, opts)
+        result = run_probe(args.model, args.train, args.test, corruption, specs, opts,
                            command=shlex.join(["maa-eval", "probe", *argv]))
     except (ProbeError, EvaluationError, CheckpointMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"maa-eval probe: error: {' '.join(str(exc).split())}", file=sys.stderr)

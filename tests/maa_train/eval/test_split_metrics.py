@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maa_train.eval import metrics
-from maa_train.split_metrics import SplitSettings, group_rows, split_weights
+from maa_train.eval.split_metrics import SplitSettings, group_rows, split_weights
 
 REF = "clean reference"
 
