@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # this checkout's corruptor (its recipes), not another installed one
+    sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "pipelines" / "configs" / "real-vit-s.yaml"
 SHARED = Path(os.environ.get("MAA_SHARED_DATA", "/work/shared/data"))
@@ -285,6 +287,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="OMP/MKL threads per command (default: the libraries' own, all cores)")
     p.add_argument("--name", default=None, help="results file stem (default robustness, robustness_smoke)")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--report", type=Path, default=None, help="only rewrite the markdown of this results JSON")
     p.add_argument("--note", action="append", default=[], help="a line for the results (e.g. why a run is reduced)")
     return p.parse_args(argv)
 
@@ -342,6 +345,10 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:  # the tables again from a results JSON (e.g. after a change to the layout)
+        payload = json.loads(args.report.read_text())
+        write(payload, args.report.stem, args.report.parent)
+        return 0
     s = settings_from(args)
     name = args.name or ("robustness_smoke" if s.smoke else "robustness" if s.device == "cpu" else "robustness_gpu")
     started = dt.datetime.now(dt.timezone.utc)
@@ -398,8 +405,8 @@ def collect(s: Settings, log: list[dict], mach: dict, started: dt.datetime, note
         "dataset": {"counts": dataset.get("counts"), "sources": [
             {k: src.get(k) for k in ("name", "type", "kind", "items", "pdf_files", "pdf_pages") if k in src}
             for src in dataset.get("sources", [])]},
-        "stages": log, "total_wall_s": round(sum(r["wall_s"] for r in log if not r.get("reused")), 1),
-        "total_cpu_s": round(sum(r["cpu_s"] for r in log if not r.get("reused")), 1),
+        "stages": log, "total_wall_s": round(sum(r["wall_s"] for r in log), 1),
+        "total_cpu_s": round(sum(r["cpu_s"] for r in log), 1),
         "per_seed": seeds, "over_seeds": _over_seeds(seeds) if len(seeds) > 1 else None,
         "paper": PAPER, "notes": notes,
     }
@@ -449,8 +456,8 @@ def to_markdown(p: dict) -> str:
              f"{st['probe']['train_per_class']} images per class of `{st['probe']['labelled']}`, tested on up to "
              f"{st['probe']['test_per_class']} others per class, clean (Ref) and corrupted by the recipe's global "
              f"stage pinned at severity 3 and 5 (Dis); 95% bootstrap intervals over test images",
-             f"- time: {p['total_wall_s']:.0f} s wall, {p['total_cpu_s']:.0f} s CPU (stages run now; reused stages "
-             f"not counted)", ""]
+             f"- time: {p['total_wall_s']:.0f} s wall, {p['total_cpu_s']:.0f} s CPU (all stages, as measured when "
+             f"each ran; CPU = user + system time of the command and its children)", ""]
     for note in p["notes"]:
         lines.append(f"> {note}")
     if p["notes"]:
@@ -467,7 +474,10 @@ def to_markdown(p: dict) -> str:
         for key, ref in (("diff_vs_base", "base"), ("diff_vs_mse_only", "mse_only")):
             for row, d in pr[key].items():
                 lines.append(f"| {row} − {ref} | " + " | ".join(_ci(d.get(c), sign=True) for c in CONDITIONS) + " |")
-        lines += ["", f"## Mechanism table (held-out pairs), seed {sd['seed']}", "", _mech_md(sd["mechanism"]), ""]
+        mm = sd.get("mechanism_meta", {})
+        lines += ["", f"## Mechanism table (held-out pairs), seed {sd['seed']}", "",
+                  f"{mm.get('samples')} held-out pairs, {mm.get('tokens')} tokens at {mm.get('input_size')} px; "
+                  f"{mm.get('split')}; 95% bootstrap intervals.", "", _mech_md(sd["mechanism"]), ""]
         lines += ["## Training", "", "| arm | steps | images/s | best val L2 | disc acc real / fake | warnings |",
                   "|---|---|---|---|---|---|"]
         for arm, t in sd["train"].items():
@@ -500,32 +510,24 @@ def to_markdown(p: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+MECH_METRICS = (("paired_mse", "paired MSE ↓"), ("mmd2", "MMD^2 ↓"), ("kid", "KID ↓"), ("energy", "energy ↓"),
+                ("cka", "CKA ↑"))
+
+
 def _mech_md(group: dict) -> str:
+    """Each metric with its bootstrap interval (``<metric>_ci``), as maa-eval writes them."""
     rows = group.get("rows") or {}
-    metrics = []
-    for vals in rows.values():
-        for k in vals:
-            if k not in metrics:
-                metrics.append(k)
-    out = ["| row | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    out = ["| row | " + " | ".join(title for _, title in MECH_METRICS) + " |", "|---|" + "---|" * len(MECH_METRICS)]
     for row, vals in rows.items():
-        out.append(f"| {row} | " + " | ".join(_fmt_metric(vals.get(m)) for m in metrics) + " |")
+        cells = []
+        for key, _ in MECH_METRICS:
+            v, ci = vals.get(key), vals.get(f"{key}_ci")
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("—")
+            else:
+                cells.append(f"{v:.4g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""))
+        out.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-def _fmt_metric(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, dict):
-        mean = v.get("mean", v.get("value"))
-        if mean is None:
-            return json.dumps(v)
-        if v.get("lo") is not None:
-            return f"{mean:.4g} [{v['lo']:.4g}, {v['hi']:.4g}]"
-        return f"{mean:.4g}"
-    if isinstance(v, float):
-        return "—" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
 
 
 def write(payload: dict, name: str, out_dir: Path) -> None:
