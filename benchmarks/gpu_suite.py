@@ -187,9 +187,8 @@ def mechanism(s: Settings) -> list[list[str]]:
 
 
 def robustness(s: Settings) -> list[list[str]]:
-    # Written by another change; until the file exists the stage records that it is missing.
-    return [[PY, "benchmarks/bench_robustness.py", "--size", "224", "--device", s.device, "--out", str(s.results),
-             *(["--smoke"] if s.smoke else [])]]
+    return [[PY, "benchmarks/bench_robustness.py", "--size", "224", "--device", s.device, "--results", str(s.results),
+             "--work", str(s.work / "robustness"), *(["--smoke"] if s.smoke else [])]]
 
 
 CORE = ("numpy", "pydantic", "yaml")

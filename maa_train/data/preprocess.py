@@ -27,9 +27,21 @@ class ProcessorSettings:
     std: tuple[float, float, float] = CLIP_STD
 
     @classmethod
-    def from_model_dir(cls, path: str | Path) -> "ProcessorSettings":
-        """Read preprocessor_config.json when the model ships one, else derive from config.json."""
-        root = Path(path)
+    def from_model_dir(cls, path: str | Path, size: int | None = None) -> "ProcessorSettings":
+        """Read preprocessor_config.json when the model ships one, else derive from config.json.
+
+        ``size`` overrides the input side (a family whose position embeddings interpolate,
+        such as DINOv2, runs at any multiple of its patch size: 112 px is an 8x8 grid at
+        patch 14); a fixed-size family only accepts its own size.
+        """
+        settings = cls._read(Path(path))
+        if size is None or size == settings.size:
+            return settings
+        _check_size(Path(path), size)
+        return cls(int(size), settings.mean, settings.std)
+
+    @classmethod
+    def _read(cls, root: Path) -> "ProcessorSettings":
         proc = root / "preprocessor_config.json"
         cfg = json.loads((root / "config.json").read_text()) if (root / "config.json").exists() else {}
         vision = cfg.get("vision_config", cfg)
@@ -47,6 +59,25 @@ class ProcessorSettings:
         if not size:
             raise ValueError(f"cannot find the input image size in {root} (preprocessor_config.json or config.json)")
         return cls(int(size), tuple(mean), tuple(std))
+
+
+class ImageSizeError(ValueError):
+    """An input size the model cannot run at."""
+
+
+def _check_size(root: Path, size: int) -> None:
+    cfg = json.loads((root / "config.json").read_text()) if (root / "config.json").exists() else {}
+    vision = cfg.get("vision_config", cfg)
+    patch = vision.get("patch_size")
+    try:
+        family = family_for_type(vision.get("model_type", cfg.get("model_type")))
+    except UnknownFamilyError:
+        family = None
+    if family is None or family.fixed_size:
+        raise ImageSizeError(f"image size {size}: this model's position embeddings are fixed to "
+                             f"{vision.get('image_size')} px; leave the size unset")
+    if size < 1 or (patch and size % int(patch)):
+        raise ImageSizeError(f"image size {size} is not a positive multiple of the patch size {patch}")
 
 
 def _family_defaults(model_type: str | None) -> tuple[tuple, tuple]:

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden state to compare (default: the checkpoints', else the model's default)")
     p.add_argument("--use-projector", action="store_true", default=None,
                    help="compare features after the multimodal projector (LLaVA models)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="encoder input side in pixels (default: the adapters' training size, else the model's)")
     p.add_argument("--seed", type=int, default=0, help="the split into halves and the bootstrap")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the intervals (0: none)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None, *, make_corruption=None) -> int:
     try:
         opts = EvalOptions(tokens=args.tokens, per_image=args.per_image, batch_size=args.batch_size,
                            max_samples=args.max_samples, device=args.device, precision=args.precision,
-                           feature_layer=args.feature_layer, use_projector=args.use_projector, seed=args.seed,
+                           feature_layer=args.feature_layer, use_projector=args.use_projector, image_size=args.image_size, seed=args.seed,
                            bootstrap=args.bootstrap,
                            workers=args.workers, max_rows=args.max_rows)
         specs = [AdapterSpec.parse(text) for text in args.adapters]

@@ -45,7 +45,7 @@ from maa_train.train.distributed import pick_device
 from maa_train.students.inject import AdaptedEncoder
 from maa_train.encoders.load import ModelInfo, load_vision_model
 from maa_train.data.loader import ValStream, make_loader
-from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
+from maa_train.data.preprocess import ImageSizeError, ProcessorSettings, normalise_pairs
 from maa_train.data.shards import ShardInfo, op_families, resolve_shards, split_holdout
 from maa_train.eval.split_metrics import MIN_HALF_IMAGES, SplitSettings, group_rows
 
@@ -94,6 +94,7 @@ class EvalOptions:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     feature_layer: int | None = None  # None: the checkpoints' (they must agree), else the model's default
     use_projector: bool | None = None
+    image_size: int | None = None  # None: the checkpoints' training size (they must agree), else the model's
     seed: int = 0
     bootstrap: int = 200  # replicates for the intervals; 0: point values only
     max_rows: int = 10_000  # rows per feature set; the pairwise metrics take rows^2 time (memory: rows)
@@ -196,6 +197,25 @@ def _check_encoder(spec: AdapterSpec, saved: dict, info: ModelInfo, model_path) 
             f"adapters {spec.name!r} ({spec.path}) were made for an encoder of width {wants['width']} with "
             f"{wants['blocks']} blocks ({saved.get('base_model') or 'unknown model'}); {model_path} has width "
             f"{has['width']} with {has['blocks']} blocks")
+
+
+def input_settings(model_path, specs: list[AdapterSpec], image_size: int | None = None) -> ProcessorSettings:
+    """The encoder's processor settings at the input size the adapters were trained at.
+
+    ``image_size`` given: that size. Else the size the checkpoints record (``data.image_size``
+    of their training run; they must agree), else the model folder's own.
+    """
+    configs = {}
+    for spec in specs:
+        try:
+            configs[spec.name] = read_config(spec.path)
+        except FileNotFoundError as exc:
+            raise EvaluationError(f"adapters {spec.name!r}: {exc}") from None
+    size = _agreed(configs, "image_size", image_size)
+    try:
+        return ProcessorSettings.from_model_dir(model_path, size)
+    except ImageSizeError as exc:
+        raise EvaluationError(f"--image-size: {exc}") from None
 
 
 def _build_models(model_path, specs: list[AdapterSpec], opts: EvalOptions, device: torch.device):
@@ -371,7 +391,7 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
     except RuntimeError as exc:
         raise EvaluationError(str(exc).replace("train.device", "device")) from None
     models, info, feature_layer, use_projector = _build_models(model_path, list(adapters), opts, device)
-    settings = ProcessorSettings.from_model_dir(model_path)
+    settings = input_settings(model_path, list(adapters), opts.image_size)
     feats = extract(models, shards, settings, opts, device)
     n, rows_per_image = feats.clean.shape[0], feats.clean.shape[1]
     reason = _too_small(n, rows_per_image, "the held-out set")
@@ -397,7 +417,7 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
     _, precision = _autocast(device, opts.precision)
     meta = {
         "model": str(model_path), "encoder": info.to_dict(), "data": data, "shards": [s.url for s in shards],
-        "samples": n, "samples_without_ops": missing, "tokens": opts.tokens,
+        "samples": n, "samples_without_ops": missing, "tokens": opts.tokens, "input_size": settings.size,
         "rows_per_image": rows_per_image, "per_image": opts.per_image if opts.tokens == "sampled" else None,
         "feature_layer": feature_layer, "use_projector": use_projector, "device": str(device),
         "precision": precision, "seed": opts.seed, "bootstrap": opts.bootstrap,

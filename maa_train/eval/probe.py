@@ -76,6 +76,8 @@ class ProbeOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     feature_layer: int | None = None
+    image_size: int | None = None    # None: the adapters' training size (they must agree), else the model's
+    versus: tuple[str, ...] = ()     # adapter rows to take paired differences against, besides the base
     seed: int = 0                    # corruption draws and bootstrap
     bootstrap: int = DEFAULT_REPS
     corrupt_size: int = CORRUPT_RECIPE
@@ -144,12 +146,14 @@ class _Encoders:
 
 def _load_encoders(model_path, adapters, opts: ProbeOptions) -> _Encoders:
     from maa_train.train.distributed import pick_device
-    from maa_train.eval.evaluate import EvalOptions, EvaluationError, _autocast, _build_models
-    from maa_train.data.preprocess import ProcessorSettings
+    from maa_train.eval.evaluate import EvalOptions, EvaluationError, _autocast, _build_models, input_settings
 
     names = [a.name for a in adapters]
     if BASE in names:
         raise ProbeError(f"adapter name {BASE!r} is reserved for the encoder without adapters")
+    unknown = [v for v in opts.versus if v not in names]
+    if unknown:
+        raise ProbeError(f"--versus {', '.join(unknown)}: not an --adapters name ({', '.join(names) or 'none given'})")
     try:
         device = pick_device(opts.device)
     except RuntimeError as exc:
@@ -166,8 +170,11 @@ def _load_encoders(model_path, adapters, opts: ProbeOptions) -> _Encoders:
     if pool == "cls" and prefix < 1:
         raise ProbeError(f"features=cls but {info.vision_model_type} has no CLS token; use features=mean or auto")
     autocast, precision = _autocast(device, opts.precision)
-    return _Encoders(models, info, feature_layer, ProcessorSettings.from_model_dir(model_path), device, autocast,
-                     precision, pool)
+    try:
+        settings = input_settings(model_path, list(adapters), opts.image_size)
+    except EvaluationError as exc:
+        raise ProbeError(str(exc)) from None
+    return _Encoders(models, info, feature_layer, settings, device, autocast, precision, pool)
 
 
 def _features(enc: _Encoders, model, pixels_u8: torch.Tensor) -> torch.Tensor:
@@ -259,33 +266,40 @@ def _test_predictions(enc: _Encoders, items: list[LabelledImage], corruption: Co
 
 
 # -- scores -----------------------------------------------------------------------------------------
-def _scores(rec: _TestRecord, models: list[str], conditions: list[str], opts: ProbeOptions) -> tuple[dict, dict]:
+def _scores(rec: _TestRecord, models: list[str], conditions: list[str], opts: ProbeOptions
+            ) -> tuple[dict, dict, dict]:
+    """Accuracy per row, and paired differences (same images) against the base and against each
+    row named in ``opts.versus``."""
     labels = np.asarray(rec.labels)
     families = sorted({f for fams in rec.families for f in fams})
     groups = {ALL: np.arange(len(labels))}
     groups |= {f: np.asarray([i for i, fams in enumerate(rec.families) if f in fams], dtype=np.int64)
                for f in families}
+    references = (BASE, *opts.versus)
     results: dict = {}
-    paired: dict = {}
+    paired: dict = {ref: {} for ref in references}
     for c in CLASSIFIERS:
-        results[c], paired[c] = {}, {}
+        results[c] = {}
+        for ref in references:
+            paired[ref][c] = {}
         for group, idx in groups.items():
             rows: dict = {}
-            diffs: dict = {}
+            diffs: dict = {ref: {} for ref in references}
             for cond in conditions:
                 base = np.asarray(rec.preds[(c, BASE, cond)])[idx]
                 valid = base >= 0  # the same images fail for every model: corruption happens once
-                correct_base = (base == labels[idx])[valid].astype(np.float64)
+                correct = {m: (np.asarray(rec.preds[(c, m, cond)])[idx][valid] == labels[idx][valid]).astype(np.float64)
+                           for m in models}
                 for m in models:
-                    pred = np.asarray(rec.preds[(c, m, cond)])[idx][valid]
-                    correct = (pred == labels[idx][valid]).astype(np.float64)
-                    rows.setdefault(m, {})[cond] = mean_interval(correct, opts.bootstrap, opts.seed)
-                    if m != BASE:
-                        diffs.setdefault(m, {})[cond] = mean_interval(correct - correct_base, opts.bootstrap,
-                                                                      opts.seed)
+                    rows.setdefault(m, {})[cond] = mean_interval(correct[m], opts.bootstrap, opts.seed)
+                    for ref in references:
+                        if m != ref and m != BASE:
+                            diffs[ref].setdefault(m, {})[cond] = mean_interval(correct[m] - correct[ref],
+                                                                               opts.bootstrap, opts.seed)
             results[c][group] = {"images": len(idx), "rows": rows}
-            paired[c][group] = diffs
-    return results, paired
+            for ref in references:
+                paired[ref][c][group] = diffs[ref]
+    return results, paired.pop(BASE), paired
 
 
 @dataclass
@@ -294,8 +308,10 @@ class ProbeResult:
     results: dict   # classifier -> group -> {"images": n, "rows": {model: {condition: interval}}}
     paired: dict    # classifier -> group -> {model: {condition: interval of (model - base)}}
 
+    paired_vs: dict = field(default_factory=dict)  # row named in --versus -> as `paired`, minus that row
+
     def to_dict(self) -> dict:
-        return {"meta": self.meta, "results": self.results, "paired": self.paired}
+        return {"meta": self.meta, "results": self.results, "paired": self.paired, "paired_vs": self.paired_vs}
 
 
 def _machine(device: torch.device) -> str:
@@ -343,7 +359,7 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
 
     models = [m.name for m in enc.models]
     conditions = [REF] + [condition_name(s) for s in opts.severities]
-    results, paired = _scores(rec, models, conditions, opts)
+    results, paired, paired_vs = _scores(rec, models, conditions, opts)
     test_counts = {c: 0 for c in the_split.classes}
     for label in rec.labels:
         test_counts[the_split.classes[label]] += 1
@@ -372,4 +388,4 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
         "machine": _machine(enc.device), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     }
-    return ProbeResult(meta, results, paired)
+    return ProbeResult(meta, results, paired, paired_vs)

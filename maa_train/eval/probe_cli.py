@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--feature-layer", type=int, default=None,
                    help="hidden state to read (default: the checkpoints', else the model's default)")
+    p.add_argument("--versus", action="append", default=[], metavar="NAME",
+                   help="also report paired differences against this adapter row (e.g. mse_only); repeatable")
+    p.add_argument("--image-size", type=_positive, default=None,
+                   help="encoder input side in pixels (default: the adapters' training size, else the model's)")
     p.add_argument("--seed", type=int, default=0, help="corruption draws and bootstrap")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--out", required=True, help="folder for probe.{json,md}")
@@ -97,7 +101,8 @@ def main(argv: list[str], make_corruption=None) -> int:
         opts = ProbeOptions(severities=args.severities, train_per_class=args.train_per_class,
                             test_per_class=args.test_per_class, features=args.features, knn_k=args.knn_k,
                             batch_size=args.batch_size, device=args.device, precision=args.precision,
-                            feature_layer=args.feature_layer, seed=args.seed, bootstrap=args.bootstrap,
+                            feature_layer=args.feature_layer, image_size=args.image_size, versus=tuple(args.versus),
+                            seed=args.seed, bootstrap=args.bootstrap,
                             corrupt_size=args.corrupt_size)
         specs = [AdapterSpec.parse(text) for text in args.adapters]
         corruption = make_corruption(args.recipe, opts)

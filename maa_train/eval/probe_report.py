@@ -89,6 +89,10 @@ def to_markdown(result: ProbeResult) -> str:
         if result.paired[c][ALL]:
             lines += ["", f"{title}, paired difference to `{BASE}` (points):", ""]
             lines += _table(result.paired[c][ALL], conditions, signed=True)
+        for ref, by_clf in result.paired_vs.items():
+            if by_clf[c][ALL]:
+                lines += ["", f"{title}, paired difference to `{ref}` (points):", ""]
+                lines += _table(by_clf[c][ALL], conditions, signed=True)
     fams = [f for f in result.results["linear"] if f != ALL]
     if fams:
         lines += ["", "## Per corruption family (linear probe, accuracy %)", "",

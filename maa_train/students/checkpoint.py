@@ -121,9 +121,22 @@ def blocks_difference(saved: dict, current: dict) -> str | None:
 RESOLVED_FIELDS = ("blocks",)
 
 
+def _grid_is_fixed(config: dict) -> bool:
+    """Whether the encoder's patch grid is part of what adapters fit: not for a family whose
+    position embeddings interpolate (DINOv2), where the grid follows the input size (recorded as
+    ``image_size``) and the adapters' weights do not depend on it."""
+    from maa_train.encoders.family import UnknownFamilyError, family_for_type
+
+    try:
+        return family_for_type(config.get("vision_model_type") or config.get("model_type")).fixed_size
+    except UnknownFamilyError:
+        return True
+
+
 def check_compatible(saved: dict, current: dict, saved_tensors: dict, current_tensors: dict) -> None:
     problems = []
-    for field in COMPATIBILITY_FIELDS:
+    fields = COMPATIBILITY_FIELDS if _grid_is_fixed(current) else tuple(f for f in COMPATIBILITY_FIELDS if f != "grid")
+    for field in fields:
         if field in saved and field in current and _plain(saved[field]) != _plain(current[field]):
             problems.append(f"{field}: checkpoint has {saved[field]!r}, model has {current.get(field)!r}")
     blocks = blocks_difference(saved, current)

@@ -121,6 +121,8 @@ class DataSettings(_Strict):
     # The paper's batch is global: per-GPU batch and gradient accumulation are derived from it
     # and the world size (see resolve_batch).
     global_batch_size: int | None = Field(None, gt=0, description="images per optimiser step over all ranks")
+    image_size: int | None = Field(None, gt=0, description="input side in pixels; None: the model's image "
+                                                        "processor (DINOv2/ViT folders: any multiple of the patch)")
     workers: int = Field(4, ge=0)
     shuffle_buffer: int = Field(256, gt=0)
     on_error: Literal["skip", "raise"] = "skip"

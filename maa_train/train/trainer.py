@@ -29,7 +29,7 @@ from maa_train.train import train_state
 from maa_train.students.baselines import make_student
 from maa_train.students.checkpoint import CheckpointMismatchError, check_compatible, load_adapters, save_adapters
 from maa_train.train.batch import apply_batch, resolve_batch
-from maa_train.train.config import TrainConfig, student_kwargs
+from maa_train.train.config import ConfigError, TrainConfig, student_kwargs
 from maa_train.train.out_dir import check_out_dir
 from maa_train.train.resume_check import ResumeMismatchError, check_resumable, load_newest_intact
 from maa_train.encoders.load import load_vision_model
@@ -39,7 +39,7 @@ from maa_train.objectives.base import Step, build_objectives
 from maa_train.train.metrics_log import MetricsLog
 from maa_train.train.diagnostics import (DiscriminatorMonitor, RunningMeans, backward_by_term, clip_shares,
                                          gate_values, is_diagnostic)
-from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
+from maa_train.data.preprocess import ImageSizeError, ProcessorSettings, normalise_pairs
 from maa_train.data.shards import holdout_groups, resolve_shards, split_holdout, without_groups
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,10 @@ class Trainer:
         # two graphs, one with adapters off under no_grad). Validation stays eager, so eval
         # mode and other batch sizes never trigger recompiles.
         self.forward = torch.compile(self.student.features) if cfg.train.compile else self.student.features
-        self.settings = ProcessorSettings.from_model_dir(cfg.model.path)
+        try:
+            self.settings = ProcessorSettings.from_model_dir(cfg.model.path, cfg.data.image_size)
+        except ImageSizeError as exc:
+            raise ConfigError(f"data.image_size: {exc}") from None
 
         w = self.dist.world
         accum = cfg.optim.grad_accum
@@ -432,7 +435,8 @@ class Trainer:
         if val_l2 < self.best[0]:
             self.best = (val_l2, self.step)
             if self.dist.main:
-                save_adapters(self.out / "best", self.student, extra={"step": self.step, "val_l2": val_l2})
+                save_adapters(self.out / "best", self.student,
+                              extra={"step": self.step, "val_l2": val_l2, "image_size": self.settings.size})
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> TrainSummary:
@@ -535,7 +539,7 @@ class Trainer:
         broken = distributed.union(self.broken, world)
         memory = _memory_record(dev, world)
         if self.dist.main:
-            save_adapters(self.out / "final", self.student, extra={"step": self.step})
+            save_adapters(self.out / "final", self.student, extra={"step": self.step, "image_size": self.settings.size})
         summary = TrainSummary(
             steps=self.step, images=images, seconds=seconds, images_per_s=images / max(seconds, 1e-9),
             final_losses=last, best_val_l2=None if math.isinf(self.best[0]) else self.best[0],

@@ -312,3 +312,18 @@ def test_cuda_gives_the_cpu_numbers(setup, cli_result):
     for row, by_cond in cuda.results["linear"]["all"]["rows"].items():
         for cond, iv in by_cond.items():
             assert abs(iv["value"] - cpu[row][cond]["value"]) <= 1 / 12 + 1e-9, (row, cond)  # one image at most
+
+
+def test_versus_gives_paired_differences_against_an_adapter_row(setup, cli_result, tmp_path):
+    out = tmp_path / "versus"
+    assert eval_main(probe_args(setup, out, "--adapters", f"fresh={setup['fresh']}", "--adapters",
+                                f"moved={setup['moved']}", "--versus", "fresh")) == 0
+    result = json.loads((out / "probe.json").read_text())
+    vs = result["paired_vs"]["fresh"]["linear"]["all"]
+    assert list(vs) == ["moved"]  # neither the reference itself nor the base
+    for cond, iv in vs["moved"].items():
+        # fresh adapters are the identity: moved - fresh is moved - base
+        assert iv == result["paired"]["linear"]["all"]["moved"][cond]
+    assert "paired difference to `fresh`" in (out / "probe.md").read_text()
+    assert eval_main(probe_args(setup, tmp_path / "bad", "--adapters", f"fresh={setup['fresh']}",
+                                "--versus", "nope")) == 2
