@@ -283,6 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=None, help="use this encoder folder instead of fetching vit-s-dinov2")
     p.add_argument("--set", dest="extra_set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra maa-train overrides for every arm")
+    p.add_argument("--disc-warmup", type=int, default=None,
+                   help="discriminator-only steps before the MAA arms' adapter steps (default 100; smoke 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="OMP/MKL threads per command (default: the libraries' own, all cores)")
     p.add_argument("--name", default=None, help="results file stem (default robustness, robustness_smoke)")
@@ -293,6 +295,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    if any(item.split("=", 1)[0].strip() in ("discriminator.warmup_steps", "train.max_steps") for item in args.extra_set):
+        # the adapter-step count adds the warm-up to max_steps: both must come from this script's flags
+        raise SystemExit("bench_robustness: set the warm-up with --disc-warmup and the steps with --steps, not --set")
     device = args.device
     if device == "auto":
         import torch
@@ -315,6 +320,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                         shard_size=64, workers=min(8, os.cpu_count() or 1), bootstrap=2000)
     # 4 variants per photo (3/4 of the pairs are photos); smoke: 2, so held-out shards leave training data
     photos = args.photos or max(1, (pairs * 3 // 4) // (2 if args.smoke else 4))
+    if args.disc_warmup is not None:
+        defaults["disc_warmup"] = args.disc_warmup
     return Settings(work=args.work.resolve(), size=size, steps=steps, pairs=pairs, photos=photos, seeds=seeds,
                     device=device, docs=not args.no_docs, photo_dir=args.photo_dir, labelled=args.labelled,
                     model=args.model.resolve() if args.model else None, test_per_class=args.test_per_class or tpc,
