@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:  # this checkout's corruptor (its recipes), not an
     sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "pipelines" / "configs" / "real-vit-s.yaml"
-SHARED = Path(os.environ.get("MAA_SHARED_DATA", "/work/shared/data"))
+SHARED = Path(os.environ.get("MAA_SHARED_DATA") or ROOT.parent / "shared" / "data")  # ../shared/data beside the repo
 ARMS = {  # name -> --set overrides on top of the config (the base config is MAA)
     "maa": (),
     "mse_only": ("train.student=mse_only", "discriminator.warmup_steps=0"),
