@@ -261,7 +261,8 @@ def _ci(v: dict | None, scale: float = 100.0, digits: int = 1, sign: bool = Fals
 def over_seeds(values: list[float]) -> dict:
     """Mean and 95% Student-t interval over seeds (run-to-run variation)."""
     from pipelines.seed_stats import mean_interval
-    return mean_interval(values)
+    iv = mean_interval(values)
+    return {"mean": iv["mean"], "lo": iv["low"], "hi": iv["high"], "n": iv["n"], "sd": iv["sd"]}
 
 
 # -- main ------------------------------------------------------------------------------------
