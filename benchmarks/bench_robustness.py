@@ -441,7 +441,7 @@ def _over_seeds(seeds: list[dict]) -> dict:
 
 def to_markdown(p: dict) -> str:
     st = p["settings"]
-    lines = [f"# Robustness of a real pretrained encoder (bench_robustness)", "",
+    lines = ["# Robustness of a real pretrained encoder (bench_robustness)", "",
              f"- date: {p['date']}; machine: {p['machine']['cpu']}, {p['machine']['cores']} cores"
              f"{', ' + p['machine']['gpu'] if 'gpu' in p['machine'] else ''}; load average at start "
              f"{p['machine']['load_average_at_start']}, at end {p['load_average_at_end']}",
