@@ -262,7 +262,8 @@ def _ci(v: dict | None, scale: float = 100.0, digits: int = 1, sign: bool = Fals
 def over_seeds(values: list[float]) -> dict:
     """Mean and 95% Student-t interval over seeds (run-to-run variation)."""
     from pipelines.seed_stats import mean_interval
-    return mean_interval(values)
+    iv = mean_interval(values)
+    return {"mean": iv["mean"], "lo": iv["low"], "hi": iv["high"], "n": iv["n"], "sd": iv["sd"]}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -450,7 +451,7 @@ def _over_seeds(seeds: list[dict]) -> dict:
 
 def to_markdown(p: dict) -> str:
     st = p["settings"]
-    lines = [f"# Robustness of a real pretrained encoder (bench_robustness)", "",
+    lines = ["# Robustness of a real pretrained encoder (bench_robustness)", "",
              f"- date: {p['date']}; machine: {p['machine']['cpu']}, {p['machine']['cores']} cores"
              f"{', ' + p['machine']['gpu'] if 'gpu' in p['machine'] else ''}; load average at start "
              f"{p['machine']['load_average_at_start']}, at end {p['load_average_at_end']}",
