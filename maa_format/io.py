@@ -60,3 +60,12 @@ def content_hash(obj: Any) -> str:
 
 def json_bytes(obj: Any) -> bytes:
     return canonical_json(obj).encode("utf-8")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -7,7 +7,7 @@
 - ``ocrmypdf``: the ``ocrmypdf`` 17.13.0 source distribution (``pip download``, sha256 pinned);
   its ``tests/resources`` hold real scans, photos of text and odd PDFs (one of them invalid).
 
-Default cache: ``~/.cache/maa-toolkit/documents`` (or ``$MAA_CACHE/documents``). A finished
+Default cache: ``~/.cache/maa-toolkit/documents`` (or ``$MAA_CACHE_DIR/documents``, as for `maa-models`). A finished
 fetch leaves ``.complete.json`` beside the files; running again finds it and downloads
 nothing. Prints the ``--source`` arguments for ``corruptor build``; exit 2 with one line
 when a download fails (offline, no apt lists, wrong hash).
@@ -15,7 +15,6 @@ when a download fails (offline, no apt lists, wrong hash).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from maa_format.io import file_sha256 as sha256_of
 
 MARKER = ".complete.json"
 TEXLIVE_PACKAGE = "texlive-latex-recommended-doc"
@@ -42,16 +42,9 @@ class FetchError(RuntimeError):
 
 
 def default_cache() -> Path:
-    base = os.environ.get("MAA_CACHE")
+    base = os.environ.get("MAA_CACHE_DIR")
     return (Path(base) if base else Path.home() / ".cache" / "maa-toolkit") / "documents"
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> str:

