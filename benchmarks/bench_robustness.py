@@ -159,8 +159,9 @@ def write_inputs(s: Settings) -> tuple[Path, Path]:
     import yaml
 
     from corruptor.recipe.recipe import builtin_recipe_path
+    from maa_format.safe_yaml import load_file
 
-    tree = yaml.safe_load(builtin_recipe_path("maa-paper").read_text())
+    tree = load_file(builtin_recipe_path("maa-paper"))
     tree["name"] = f"maa-paper-{2 * s.size}"
     tree["description"] = f"maa-paper with output size {2 * s.size} (twice the encoder's {s.size} px input)"
     tree["output"]["size"] = 2 * s.size
