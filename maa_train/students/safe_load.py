@@ -10,7 +10,7 @@ Every weight file this package reads goes through here:
   and refuses every other callable a pickle names. The refusal says which callables the file
   wanted (read off its opcodes by `maa_format.pickle_scan`, which runs nothing).
 
-There is deliberately no way to load with ``weights_only=False`` here.
+There is deliberately no way to load a pickle with full unpickling here (weights_only is always on).
 """
 from __future__ import annotations
 
