@@ -86,3 +86,21 @@ def train_config(model: Path, data: Path, out: Path, **over) -> dict:
         "train": {"max_steps": 2, "precision": "fp32", "device": "cpu", "deterministic": True, "log_every": 1,
                   "val_every": 2, "ckpt_every": 100, "out_dir": str(out), "progress": False},
     }
+
+
+def save_fresh_and_moved(model, root, adapter) -> None:
+    """Adapter checkpoints `root/fresh` (identity at init) and `root/moved` (random weights, seed 1)."""
+    import torch
+
+    from maa_train.encoders.load import load_vision_model
+    from maa_train.students.checkpoint import save_adapters
+    from maa_train.students.inject import AdaptedEncoder
+
+    enc, _ = load_vision_model(model)
+    student = AdaptedEncoder(enc, adapter)
+    save_adapters(root / "fresh", student)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in student.adapters.parameters():
+            p.copy_(0.3 * torch.randn_like(p))
+    save_adapters(root / "moved", student)

@@ -15,7 +15,7 @@ from maa_train.encoders.load import load_vision_model
 from maa_train.data.loader import ValStream
 from maa_train.data.preprocess import ProcessorSettings, normalise_pairs
 from maa_train.eval.split_metrics import SplitSettings, group_rows
-from tests.maa_train.eval.evalkit import one_thread, tiny_clip, write_labelled_dataset  # noqa: F401 (fixture)
+from tests.maa_train.eval.evalkit import one_thread, save_fresh_and_moved, tiny_clip, write_labelled_dataset  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,14 +27,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     model = tiny_clip(root / "model")
     data = write_labelled_dataset(root / "data", [12, 12, 12], no_json={"s0-k005", "s1-k005", "s2-k005"})
-    enc, _ = load_vision_model(model)
-    student = AdaptedEncoder(enc, ADAPTER)
-    save_adapters(root / "fresh", student)  # identity at init
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in student.adapters.parameters():
-            p.copy_(0.3 * torch.randn_like(p))
-    save_adapters(root / "moved", student)
+    save_fresh_and_moved(model, root, ADAPTER)
     return {"model": model, "data": data, "fresh": root / "fresh", "moved": root / "moved", "root": root}
 
 

@@ -17,6 +17,7 @@ from maa_train.eval.evaluate import AdapterSpec
 from maa_train.students.inject import AdaptedEncoder
 from maa_train.encoders.load import load_vision_model
 from maa_train.eval.labelled import LabelledSetError, split
+from tests.maa_train.eval.evalkit import save_fresh_and_moved
 from maa_train.eval.probe import BASE, Corruption, ProbeError, ProbeOptions
 from maa_train.eval.probe import run_probe as run_probe_with
 from pipelines.probe import maa_eval as eval_main
@@ -51,14 +52,7 @@ def setup(tmp_path_factory, tiny_models):  # noqa: F811
     root = tmp_path_factory.mktemp("probe")
     data = write_labelled(root / "flowers")
     model = tiny_models["clip"]
-    enc, _ = load_vision_model(model)
-    student = AdaptedEncoder(enc, ADAPTER)
-    save_adapters(root / "fresh", student)  # identity at init
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in student.adapters.parameters():
-            p.copy_(0.3 * torch.randn_like(p))
-    save_adapters(root / "moved", student)
+    save_fresh_and_moved(model, root, ADAPTER)
     recipe = root / "recipe.yaml"
     recipe.write_text(json.dumps(RECIPE))  # JSON is YAML
     return {"root": root, "data": data, "model": model, "fresh": root / "fresh", "moved": root / "moved",
