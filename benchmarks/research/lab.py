@@ -165,7 +165,7 @@ DEFAULTS = dict(
     name="run", kind="real", size=112, seed=0, steps=300, batch=16,
     lam=0.0, lam_ramp=0, adv_start=0, disc_warmup=0, disc_lr=1e-4, disc_width=512, disc_blocks=3,
     disc_sn=False, disc_steps=1, gan="bce", r1=0.0, disc_tokens="all", disc_wd=0.0,
-    lr=1e-3, wd=0.01, clip=1.0, warmup_frac=0.05,
+    lr=1e-3, wd=0.01, clip=1.0, clip_mode="total", warmup_frac=0.05,
     variants=1, photos=800, window=7, bottleneck=256, attn_dim=128, heads=8, use_attn=True, use_pool=True,
     log_every=20, eval_split="val",
 )
@@ -256,7 +256,20 @@ def train(cfg: dict, net, im, cache, log, inputs=None):
             for p in disc.parameters():
                 p.requires_grad_(True)
             rec["gen"] = float(lg)
-            if logline:  # split backward: gradient norms of each term at the adapters
+            if cfg["clip_mode"] == "per_term":  # each term clipped to `clip` on its own, then summed
+                ld.backward(retain_graph=True)
+                gd = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+                optA.zero_grad(set_to_none=True)
+                (lam_t * lg).backward()
+                ga = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+                nd = float(torch.sqrt(sum((g.float() ** 2).sum() for g in gd)))
+                na = float(torch.sqrt(sum((g.float() ** 2).sum() for g in ga)))
+                rec["gnorm_distill"], rec["gnorm_adv"] = nd, na
+                rec["cos_adv_distill"] = float(sum((a * b).sum() for a, b in zip(ga, gd)) / (na * nd + 1e-12))
+                fd, fa = min(1.0, cfg["clip"] / (nd + 1e-6)), min(1.0, cfg["clip"] / (na + 1e-6))
+                for p, a, b in zip(params, gd, ga):
+                    p.grad = a * fd + b * fa
+            elif logline:  # split backward: gradient norms of each term at the adapters
                 ld.backward(retain_graph=True)
                 gd = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
                 (lam_t * lg).backward()
@@ -271,7 +284,13 @@ def train(cfg: dict, net, im, cache, log, inputs=None):
             ld.backward()
             if logline:
                 rec["gnorm_distill"] = float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params if p.grad is not None)))
-        tot = torch.nn.utils.clip_grad_norm_(params, cfg["clip"]) if cfg["clip"] > 0 else torch.tensor(0.0)
+        per_term = cfg["clip_mode"] == "per_term" and lam_t > 0
+        if cfg["clip_mode"] not in ("total", "per_term"):
+            raise ValueError(f"clip_mode: {cfg['clip_mode']!r} (total|per_term)")
+        if per_term or cfg["clip"] <= 0:
+            tot = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params if p.grad is not None))
+        else:
+            tot = torch.nn.utils.clip_grad_norm_(params, cfg["clip"])
         rec["gnorm_total"] = float(tot)
         optA.step(); schA.step()
         if adv:
