@@ -106,7 +106,7 @@ def variant_config(config: str | Path | None, overrides: list[str], variant: Var
 
 
 def heldout_for(cfg: TrainConfig) -> list[ShardInfo]:
-    """The shards the trainer validates on (the same choice as maa_train.train.trainer)."""
+    """The shards the trainer validates on (the same choice as maa_train.train.holdout)."""
     if cfg.data.val:
         return [s for spec in cfg.data.val for s in resolve_shards(spec)]
     return split_holdout(resolve_shards(cfg.data.train[0]), cfg.data.val_fraction)[1]
