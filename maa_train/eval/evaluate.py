@@ -44,13 +44,14 @@ from maa_train.eval.table import (ALL, BASE_ROW, CLEAN_ROW, LOWER_IS_BETTER, MET
 from maa_train.train.distributed import pick_device
 
 
-def group_table(feats: Features, idx: torch.Tensor, opts: EvalOptions) -> dict[str, dict]:
+def group_table(feats: Features, idx: torch.Tensor, opts: EvalOptions, replicates: dict | None = None
+                ) -> dict[str, dict]:
     """Rows of the mechanism table for the samples `idx` (see maa_train/eval/split_metrics.py)."""
     idx_dev = idx.to(feats.clean.device)
     return group_rows(feats.clean[idx_dev], {name: rows[idx_dev] for name, rows in feats.rows.items()},
                       {name: err[idx_dev] for name, err in feats.sq_err.items()},
                       [feats.keys[i] for i in idx.tolist()], CLEAN_ROW,
-                      SplitSettings(seed=opts.seed, reps=opts.bootstrap))
+                      SplitSettings(seed=opts.seed, reps=opts.bootstrap), replicates)
 
 
 def _too_small(n: int, rows_per_image: int, what: str) -> str | None:
@@ -78,7 +79,8 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
     reason = _too_small(n, rows_per_image, "the held-out set")
     if reason:
         raise EvaluationError(reason + "; evaluate more samples (--max-samples, more held-out shards)")
-    groups, missing = _groups(feats, op_families(shards), opts)
+    replicates: dict = {}
+    groups, missing = _groups(feats, op_families(shards), opts, replicates)
     _, precision = autocast_for(device, opts.precision)
     meta = {
         "model": str(model_path), "encoder": info.to_dict(), "data": data, "shards": [s.url for s in shards],
@@ -92,11 +94,13 @@ def evaluate(model_path: str | Path, shards: list[ShardInfo], adapters: list[Ada
         "machine": machine_text(device), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     }
-    return MechanismResult(meta, groups)
+    per_image = {"images": list(feats.keys), "paired_mse": {k: v.tolist() for k, v in feats.sq_err.items()}}
+    return MechanismResult(meta, groups, per_image, replicates)
 
 
-def _groups(feats: Features, table: dict, opts: EvalOptions) -> tuple[dict[str, dict], int]:
-    """({"all" and each family: its rows, or why it is skipped}, samples without ops)."""
+def _groups(feats: Features, table: dict, opts: EvalOptions, replicates: dict) -> tuple[dict[str, dict], int]:
+    """({"all" and each family: its rows, or why it is skipped}, samples without ops); the
+    replicates of group "all" go into ``replicates``."""
     n, rows_per_image = feats.clean.shape[0], feats.clean.shape[1]
     families: dict[str, list[int]] = {}
     missing = 0
@@ -106,7 +110,7 @@ def _groups(feats: Features, table: dict, opts: EvalOptions) -> tuple[dict[str, 
             missing += 1
         for fam in fams:
             families.setdefault(fam, []).append(i)
-    groups = {ALL: {"samples": n, "rows": group_table(feats, torch.arange(n), opts), "skipped": None}}
+    groups = {ALL: {"samples": n, "rows": group_table(feats, torch.arange(n), opts, replicates), "skipped": None}}
     for fam in sorted(families):
         idx = families[fam]
         reason = _too_small(len(idx), rows_per_image, f"family {fam!r}")

@@ -47,7 +47,8 @@ import torch
 from maa_train.eval.bootstrap import DEFAULT_REPS, LEVEL
 from maa_train.eval.classifiers import KNNClassifier, LinearProbe
 from maa_train.eval.labelled import LabelledImage, LabelledSetError, LabelledSplit, split
-from maa_train.eval.probe_scores import ALL, BASE, CLASSIFIERS, REF, TestRecord, condition_name, scores
+from maa_train.eval.probe_scores import (ALL, BASE, CLASSIFIERS, REF, TestRecord, condition_name, per_image_correct,
+                                        scores)
 
 FEATURE_MODES = ("auto", "cls", "mean")
 CORRUPT_RECIPE, CORRUPT_NATIVE = -1, 0  # corrupt_size: the recipe's output size / the image as decoded
@@ -254,6 +255,10 @@ class ProbeResult:
     paired: dict    # classifier -> group -> {model: {condition: interval of (model - base)}}
 
     paired_vs: dict = field(default_factory=dict)  # row named in --versus -> as `paired`, minus that row
+    # {"images": [ref per test image], "correct": classifier -> model -> condition -> [1.0, 0.0 or None
+    # (the condition failed for that image)]}: for analyses over several runs (pipelines/ablation_seeds.py);
+    # not written to probe.json.
+    per_image: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"meta": self.meta, "results": self.results, "paired": self.paired, "paired_vs": self.paired_vs}
@@ -288,7 +293,8 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
     results, paired, paired_vs = scores(rec, models, conditions, opts.versus, opts.bootstrap, opts.seed)
     fitted.seconds["total"] = round(time.perf_counter() - start, 2)
     meta = _meta(model_path, enc, the_split, fitted, rec, corruption, conditions, opts, command)
-    return ProbeResult(meta, results, paired, paired_vs)
+    return ProbeResult(meta, results, paired, paired_vs,
+                       per_image={"images": list(rec.refs), "correct": per_image_correct(rec, models, conditions)})
 
 
 @dataclass

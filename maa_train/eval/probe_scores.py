@@ -64,3 +64,16 @@ def scores(rec: TestRecord, models: list[str], conditions: list[str], versus: tu
                 paired[ref][c][group] = diffs[ref]
     return results, paired.pop(BASE), paired
 
+
+def per_image_correct(rec: TestRecord, models: list[str], conditions: list[str]) -> dict:
+    """classifier -> model -> condition -> per test image 1.0 (right), 0.0 (wrong) or None (failed)."""
+    labels = np.asarray(rec.labels)
+    out: dict = {}
+    for c in CLASSIFIERS:
+        for m in models:
+            for cond in conditions:
+                valid = np.asarray(rec.preds[(c, BASE, cond)]) >= 0
+                right = np.asarray(rec.preds[(c, m, cond)]) == labels
+                out.setdefault(c, {}).setdefault(m, {})[cond] = [float(r) if v else None for r, v in zip(right, valid)]
+    return out
+

@@ -2,7 +2,7 @@
 each metric is better, and the table of every corruption family's rows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from maa_train.eval.split_metrics import MIN_HALF_IMAGES
 
@@ -26,6 +26,11 @@ def min_images(rows_per_image: int) -> int:
 class MechanismResult:
     meta: dict
     groups: dict[str, dict]  # family -> {"samples": n, "rows": {row: {metric: value}}, "skipped": reason}
+    # For analyses over several runs on the same images (pipelines/ablation_seeds.py); not in
+    # mechanism.json. Group "all": {"images": [key], "paired_mse": {row: [per image]}}, and
+    # {row: {metric: [per bootstrap replicate]}} of MMD^2, KID and energy (split_metrics.group_rows).
+    per_image: dict = field(default_factory=dict)
+    replicates: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"meta": self.meta, "groups": self.groups}
