@@ -21,8 +21,12 @@ Variants (the overrides win over --set for the keys they name):
 
 With ``--seeds N`` every variant trains N times (train.seed = the config's seed + 0..N-1, in
 ``DIR/seed-K/``), and ``ablation-seeds.{md,json}`` reports each metric as the mean with a
-95% t-interval over seeds, plus paired per-seed differences against mse_only, the base
-(untrained) encoder and each variant's MSE-only twin (see pipelines/seed_stats.py).
+95% interval, plus paired differences against mse_only, the base (untrained) encoder and each
+variant's MSE-only twin. The probe accuracies (clean and per severity) and the mechanism
+metrics paired MSE, MMD^2, KID and energy get intervals over seeds AND test images (a
+two-level bootstrap: seeds resampled, then the test images in the same draw, paired across
+variants, which all see the same images; pipelines/ablation_intervals.py); val L2 and CKA a
+t-interval over seeds (pipelines/seed_stats.py). Each seed folder keeps per-image.json.
 Evaluators (pipelines/evaluators.py) compute the metrics: `mechanism` always runs; `probe`
 adds the downstream probe's accuracies (--probe-train/--probe-test/--probe-recipe).
 
@@ -46,6 +50,7 @@ from pathlib import Path
 from maa_train.train.config import ConfigError, TrainConfig, load_config
 from maa_train.eval.evaluate import (ALL, BASE_ROW, CLEAN_ROW, METRIC_LABELS, METRICS, EvalOptions, EvaluationError,
                                      MechanismResult)
+from pipelines.ablation_intervals import PER_IMAGE_FILE, per_image_record
 from pipelines.evaluators import EvalContext, get_evaluators, preflight
 from maa_train.data.shards import ShardInfo, resolve_shards, split_holdout
 from maa_train.train.trainer import TrainingDiverged, train
@@ -106,7 +111,7 @@ def variant_config(config: str | Path | None, overrides: list[str], variant: Var
 
 
 def heldout_for(cfg: TrainConfig) -> list[ShardInfo]:
-    """The shards the trainer validates on (the same choice as maa_train.train.trainer)."""
+    """The shards the trainer validates on (the same choice as maa_train.train.holdout)."""
     if cfg.data.val:
         return [s for spec in cfg.data.val for s in resolve_shards(spec)]
     return split_holdout(resolve_shards(cfg.data.train[0]), cfg.data.val_fraction)[1]
@@ -116,7 +121,8 @@ def run(config: str | Path | None, overrides: list[str], out: str | Path, varian
         checkpoint: str = "best", eval_opts: EvalOptions | None = None, reuse: bool = False,
         base: dict | None = None, command: str | None = None, evaluators: list[str] = ("mechanism",),
         eval_options: dict | None = None) -> dict:
-    """Train every variant, evaluate them together, write ablation.{md,json} and mechanism.*."""
+    """Train every variant, evaluate them together, write ablation.{md,json}, mechanism.* and
+    per-image.json (the values per test image behind the means, for the seeds' intervals)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfgs = {v.name: variant_config(config, overrides, v, out, base) for v in variants}
@@ -144,6 +150,7 @@ def run(config: str | Path | None, overrides: list[str], out: str | Path, varian
                       command=command, options=dict(eval_options or {}))
     names = ["mechanism", *(n for n in evaluators if n != "mechanism")]  # the table is built on mechanism
     results = {name: fn(ctx) for name, fn in get_evaluators(names).items()}
+    (out / PER_IMAGE_FILE).write_text(json.dumps(per_image_record(results, _variant_of_row)))
     report = ablation_report(results.pop("mechanism").raw, variants, summaries, cfgs, checkpoint, command)
     _merge_rows(report, results)
     (out / "ablation.json").write_text(json.dumps(report, indent=2))
@@ -172,6 +179,11 @@ def ablation_report(result: MechanismResult, variants: list[Variant], summaries:
         "data": first.data.train, "machine": result.meta["machine"], "device": result.meta["device"],
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
     }
+
+
+def _variant_of_row(row: str) -> str | None:
+    """An evaluator's row -> the table's variant name (None: the clean reference, no variant)."""
+    return None if row == CLEAN_ROW else BASE_VARIANT if row == BASE_ROW else row
 
 
 def _merge_rows(report: dict, results: dict) -> None:
@@ -234,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="store_true", help="skip variants whose run folder already has a summary.json")
     p.add_argument("--seeds", type=int, default=None,
                    help="train every variant N times (seeds: the config's + 0..N-1) and report means with 95%% "
-                        "t-intervals over seeds and paired differences (ablation-seeds.{md,json})")
+                        "intervals over seeds and test images (val L2, CKA: t over seeds) and paired differences "
+                        "(ablation-seeds.{md,json})")
     p.add_argument("--evaluators", default="mechanism",
                    help="comma-separated evaluators (pipelines/evaluators.py): mechanism (always), probe")
     p.add_argument("--probe-train", default=None, help="probe evaluator: labelled training image folder")

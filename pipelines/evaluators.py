@@ -15,6 +15,10 @@ of `--probe-train` after `--probe-train-per-class` images per class) clean and c
 `--probe-recipe` (default maa-global) at each of `--probe-severities`. Its rows hold the
 test accuracy in percent as `<classifier>_<condition>` (`linear_ref`, `linear_sev3`,
 `knn_sev5`, ...), all images; it writes probe.json and probe.md next to the mechanism table.
+
+Both also return their values per test image (`per_image`: paired MSE; probe correctness in
+percent) and `mechanism` its bootstrap replicates of MMD^2, KID and energy (`replicates`), from
+which the ablation over seeds builds intervals over seeds and test images.
 """
 from __future__ import annotations
 
@@ -42,6 +46,12 @@ class EvalContext:
 class EvaluatorResult:
     rows: dict[str, dict[str, float | None]]
     raw: Any = None  # the evaluator's own result object (the mechanism table for `mechanism`)
+    # Values per test image behind `rows`' means, for intervals over seeds and images
+    # (pipelines/ablation_intervals.py): {"images": [key], "rows": {row: {metric: [value or None]}}}.
+    per_image: dict | None = None
+    # Bootstrap replicates (drawn alike in every run on the same images) of metrics that are not
+    # means over images: {row: {metric: [value per replicate]}}.
+    replicates: dict | None = None
 
 
 Evaluator = Callable[[EvalContext], EvaluatorResult]
@@ -103,7 +113,10 @@ def mechanism(ctx: EvalContext) -> EvaluatorResult:
     specs = [AdapterSpec(name, path) for name, path in ctx.adapters.items()]
     result = evaluate(ctx.model_path, ctx.heldout, specs, ctx.opts, data=ctx.data, command=ctx.command)
     write_outputs(result, ctx.out)
-    return EvaluatorResult(rows=result.groups["all"]["rows"], raw=result)
+    per_image = {"images": result.per_image["images"],
+                 "rows": {row: {"paired_mse": errs} for row, errs in result.per_image["paired_mse"].items()}}
+    return EvaluatorResult(rows=result.groups["all"]["rows"], raw=result, per_image=per_image,
+                           replicates=result.replicates)
 
 
 @register_evaluator("probe")
@@ -124,10 +137,15 @@ def probe(ctx: EvalContext) -> EvaluatorResult:
         raise EvaluationError(f"the probe evaluator: {exc}") from None
     write_probe(result, ctx.out)
     rows: dict[str, dict[str, float | None]] = {}
+    per_image: dict[str, dict[str, list]] = {}
     for classifier in CLASSIFIERS:
         for model, by_condition in result.results[classifier][ALL]["rows"].items():
-            row = rows.setdefault(BASE_ROW if model == BASE else model, {})
+            name = BASE_ROW if model == BASE else model
+            row = rows.setdefault(name, {})
             for condition, interval in by_condition.items():
                 value = interval.get("value")
                 row[f"{classifier}_{condition}"] = None if value is None else 100.0 * value
-    return EvaluatorResult(rows=rows, raw=result)
+                correct = result.per_image["correct"][classifier][model][condition]
+                per_image.setdefault(name, {})[f"{classifier}_{condition}"] = [
+                    None if c is None else 100.0 * c for c in correct]
+    return EvaluatorResult(rows=rows, raw=result, per_image={"images": result.per_image["images"], "rows": per_image})

@@ -36,7 +36,6 @@ builds it from a corruptor recipe (pinned severities, geometry, decoding) and is
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,24 +44,18 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from maa_train.eval.bootstrap import DEFAULT_REPS, LEVEL, mean_interval
+from maa_train.eval.bootstrap import DEFAULT_REPS, LEVEL
 from maa_train.eval.classifiers import KNNClassifier, LinearProbe
 from maa_train.eval.labelled import LabelledImage, LabelledSetError, LabelledSplit, split
+from maa_train.eval.probe_scores import (ALL, BASE, CLASSIFIERS, REF, TestRecord, condition_name, per_image_correct,
+                                        scores)
 
-BASE = "base"
-REF = "ref"
-ALL = "all"
-CLASSIFIERS = ("linear", "knn")
 FEATURE_MODES = ("auto", "cls", "mean")
 CORRUPT_RECIPE, CORRUPT_NATIVE = -1, 0  # corrupt_size: the recipe's output size / the image as decoded
 
 
 class ProbeError(ValueError):
     """The probe cannot run on these inputs; the message says which and why."""
-
-
-def condition_name(severity: int) -> str:
-    return f"sev{severity}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +127,7 @@ def _to_model_input(images: list[np.ndarray], settings) -> torch.Tensor:
 # -- features ---------------------------------------------------------------------------------------
 @dataclass
 class _Encoders:
-    models: list            # evaluate._Model, the first is the base
+    models: list            # model_rows.Model, the first is the base
     info: Any
     feature_layer: int
     settings: Any
@@ -145,8 +138,10 @@ class _Encoders:
 
 
 def _load_encoders(model_path, adapters, opts: ProbeOptions) -> _Encoders:
+    from maa_train.eval.features import autocast_for
+    from maa_train.eval.model_rows import build_models, input_settings
+    from maa_train.eval.options import EvalOptions, EvaluationError
     from maa_train.train.distributed import pick_device
-    from maa_train.eval.evaluate import EvalOptions, EvaluationError, _autocast, _build_models, input_settings
 
     names = [a.name for a in adapters]
     if BASE in names:
@@ -161,7 +156,7 @@ def _load_encoders(model_path, adapters, opts: ProbeOptions) -> _Encoders:
     eval_opts = EvalOptions(batch_size=opts.batch_size, device=opts.device, precision=opts.precision,
                             feature_layer=opts.feature_layer, use_projector=False)
     try:
-        models, info, feature_layer, _ = _build_models(model_path, list(adapters), eval_opts, device)
+        models, info, feature_layer, _ = build_models(model_path, list(adapters), eval_opts, device)
     except EvaluationError as exc:
         raise ProbeError(str(exc)) from None
     models[0].name = BASE
@@ -169,7 +164,7 @@ def _load_encoders(model_path, adapters, opts: ProbeOptions) -> _Encoders:
     pool = opts.features if opts.features != "auto" else ("cls" if prefix >= 1 else "mean")
     if pool == "cls" and prefix < 1:
         raise ProbeError(f"features=cls but {info.vision_model_type} has no CLS token; use features=mean or auto")
-    autocast, precision = _autocast(device, opts.precision)
+    autocast, precision = autocast_for(device, opts.precision)
     try:
         settings = input_settings(model_path, list(adapters), opts.image_size)
     except EvaluationError as exc:
@@ -210,20 +205,9 @@ def _train_features(enc: _Encoders, items: list[LabelledImage], corruption: Corr
     return x, torch.tensor(labels, dtype=torch.long), skipped
 
 
-@dataclass
-class _TestRecord:
-    refs: list[str] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    families: list[list[str]] = field(default_factory=list)
-    # (classifier, model, condition) -> per-image prediction, -1 where the condition failed
-    preds: dict = field(default_factory=dict)
-    skipped: list[dict] = field(default_factory=list)
-    op_failures: list[dict] = field(default_factory=list)
-
-
 def _test_predictions(enc: _Encoders, items: list[LabelledImage], corruption: Corruption, probes: dict,
-                      opts: ProbeOptions) -> _TestRecord:
-    rec = _TestRecord()
+                      opts: ProbeOptions) -> TestRecord:
+    rec = TestRecord()
     conditions = [REF] + [condition_name(s) for s in opts.severities]
     for key in [(c, m.name, cond) for c in probes for m in enc.models for cond in conditions]:
         rec.preds[key] = []
@@ -264,44 +248,6 @@ def _test_predictions(enc: _Encoders, items: list[LabelledImage], corruption: Co
                     rec.preds[(c, m.name, cond)] += full.tolist()
     return rec
 
-
-# -- scores -----------------------------------------------------------------------------------------
-def _scores(rec: _TestRecord, models: list[str], conditions: list[str], opts: ProbeOptions
-            ) -> tuple[dict, dict, dict]:
-    """Accuracy per row, and paired differences (same images) against the base and against each
-    row named in ``opts.versus``."""
-    labels = np.asarray(rec.labels)
-    families = sorted({f for fams in rec.families for f in fams})
-    groups = {ALL: np.arange(len(labels))}
-    groups |= {f: np.asarray([i for i, fams in enumerate(rec.families) if f in fams], dtype=np.int64)
-               for f in families}
-    references = (BASE, *opts.versus)
-    results: dict = {}
-    paired: dict = {ref: {} for ref in references}
-    for c in CLASSIFIERS:
-        results[c] = {}
-        for ref in references:
-            paired[ref][c] = {}
-        for group, idx in groups.items():
-            rows: dict = {}
-            diffs: dict = {ref: {} for ref in references}
-            for cond in conditions:
-                base = np.asarray(rec.preds[(c, BASE, cond)])[idx]
-                valid = base >= 0  # the same images fail for every model: corruption happens once
-                correct = {m: (np.asarray(rec.preds[(c, m, cond)])[idx][valid] == labels[idx][valid]).astype(np.float64)
-                           for m in models}
-                for m in models:
-                    rows.setdefault(m, {})[cond] = mean_interval(correct[m], opts.bootstrap, opts.seed)
-                    for ref in references:
-                        if m != ref and m != BASE:
-                            diffs[ref].setdefault(m, {})[cond] = mean_interval(correct[m] - correct[ref],
-                                                                               opts.bootstrap, opts.seed)
-            results[c][group] = {"images": len(idx), "rows": rows}
-            for ref in references:
-                paired[ref][c][group] = diffs[ref]
-    return results, paired.pop(BASE), paired
-
-
 @dataclass
 class ProbeResult:
     meta: dict
@@ -309,15 +255,13 @@ class ProbeResult:
     paired: dict    # classifier -> group -> {model: {condition: interval of (model - base)}}
 
     paired_vs: dict = field(default_factory=dict)  # row named in --versus -> as `paired`, minus that row
+    # {"images": [ref per test image], "correct": classifier -> model -> condition -> [1.0, 0.0 or None
+    # (the condition failed for that image)]}: for analyses over several runs (pipelines/ablation_seeds.py);
+    # not written to probe.json.
+    per_image: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"meta": self.meta, "results": self.results, "paired": self.paired, "paired_vs": self.paired_vs}
-
-
-def _machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
 def _feature_text(pool: str, layer: int, info) -> str:
@@ -337,55 +281,82 @@ def run_probe(model_path: str | Path, train: str | Path, test: str | Path | None
     except LabelledSetError as exc:
         raise ProbeError(str(exc)) from None
     enc = _load_encoders(model_path, adapters, opts)
-    classes = len(the_split.classes)
-
     with torch.inference_mode():
-        x, y, train_skipped = _train_features(enc, the_split.train, corruption, opts)
-        have = torch.bincount(y, minlength=classes) if len(y) else torch.zeros(classes, dtype=torch.long)
-        missing = [the_split.classes[i] for i in range(classes) if have[i] == 0]
-        if missing:
-            raise ProbeError(f"no readable training image for class(es) {', '.join(missing)} "
-                             f"({len(train_skipped)} training image(s) skipped, e.g. "
-                             f"{train_skipped[0] if train_skipped else '-'})")
-        fit_start = time.perf_counter()
-        probes = {"linear": LinearProbe(classes).fit(x, y), "knn": KNNClassifier(classes, opts.knn_k).fit(x, y)}
-        fit_seconds = time.perf_counter() - fit_start
-        train_acc = {c: float((p.predict(x) == y).double().mean()) for c, p in probes.items()}
+        fitted = _fit_probes(enc, the_split, corruption, opts)
         test_start = time.perf_counter()
-        rec = _test_predictions(enc, the_split.test, corruption, probes, opts)
-        test_seconds = time.perf_counter() - test_start
+        rec = _test_predictions(enc, the_split.test, corruption, fitted.probes, opts)
+        fitted.seconds["test"] = round(time.perf_counter() - test_start, 2)
     if not rec.refs:
         raise ProbeError(f"no readable test image ({len(rec.skipped)} skipped, e.g. {rec.skipped[0]})")
-
     models = [m.name for m in enc.models]
     conditions = [REF] + [condition_name(s) for s in opts.severities]
-    results, paired, paired_vs = _scores(rec, models, conditions, opts)
+    results, paired, paired_vs = scores(rec, models, conditions, opts.versus, opts.bootstrap, opts.seed)
+    fitted.seconds["total"] = round(time.perf_counter() - start, 2)
+    meta = _meta(model_path, enc, the_split, fitted, rec, corruption, conditions, opts, command)
+    return ProbeResult(meta, results, paired, paired_vs,
+                       per_image={"images": list(rec.refs), "correct": per_image_correct(rec, models, conditions)})
+
+
+@dataclass
+class _Fitted:
+    probes: dict
+    dim: int
+    n_train: int
+    train_counts: dict
+    train_skipped: list
+    train_accuracy: dict
+    seconds: dict
+
+
+def _fit_probes(enc: _Encoders, the_split: LabelledSplit, corruption: Corruption, opts: ProbeOptions) -> _Fitted:
+    """The linear probe and the k-NN on the base encoder's clean training features."""
+    classes = len(the_split.classes)
+    x, y, train_skipped = _train_features(enc, the_split.train, corruption, opts)
+    have = torch.bincount(y, minlength=classes) if len(y) else torch.zeros(classes, dtype=torch.long)
+    missing = [the_split.classes[i] for i in range(classes) if have[i] == 0]
+    if missing:
+        raise ProbeError(f"no readable training image for class(es) {', '.join(missing)} "
+                         f"({len(train_skipped)} training image(s) skipped, e.g. "
+                         f"{train_skipped[0] if train_skipped else '-'})")
+    fit_start = time.perf_counter()
+    probes = {"linear": LinearProbe(classes).fit(x, y), "knn": KNNClassifier(classes, opts.knn_k).fit(x, y)}
+    fit_seconds = time.perf_counter() - fit_start
+    train_acc = {c: float((p.predict(x) == y).double().mean()) for c, p in probes.items()}
+    return _Fitted(probes, int(x.shape[1]), len(y), {c: int(have[i]) for i, c in enumerate(the_split.classes)},
+                   train_skipped, train_acc, {"fit": round(fit_seconds, 2)})
+
+
+def _meta(model_path, enc: _Encoders, the_split: LabelledSplit, fitted: _Fitted, rec: TestRecord,
+          corruption: Corruption, conditions: list[str], opts: ProbeOptions, command: str | None) -> dict:
+    from maa_train.eval.features import machine_text
+
     test_counts = {c: 0 for c in the_split.classes}
     for label in rec.labels:
         test_counts[the_split.classes[label]] += 1
-    train_counts = {c: int(have[i]) for i, c in enumerate(the_split.classes)}
-    meta = {
+    return {
         "model": str(model_path), "encoder": enc.info.to_dict(),
         "features": {"pool": enc.pool, "feature_layer": enc.feature_layer,
-                     "text": _feature_text(enc.pool, enc.feature_layer, enc.info), "dim": int(x.shape[1])},
+                     "text": _feature_text(enc.pool, enc.feature_layer, enc.info), "dim": fitted.dim},
         "train": the_split.train_root, "test": the_split.test_root, "split": the_split.rule,
-        "classes": the_split.classes, "train_per_class": train_counts, "test_per_class": test_counts,
-        "n_train": len(y), "n_test": len(rec.refs),
-        "skipped": {"train": train_skipped, "test": rec.skipped, "op_failures": rec.op_failures},
+        "classes": the_split.classes, "train_per_class": fitted.train_counts, "test_per_class": test_counts,
+        "n_train": fitted.n_train, "n_test": len(rec.refs),
+        "skipped": {"train": fitted.train_skipped, "test": rec.skipped, "op_failures": rec.op_failures},
         "split_notes": the_split.notes,
         "recipe": corruption.meta.get("recipe"),
         "severities": list(opts.severities), "conditions": conditions,
         "severity_rule": corruption.meta.get("severity_rule"),
         "corruption": {"seed": opts.seed, "key": "the image's ref (class/relative path)",
                        **(corruption.meta.get("corruption") or {})},
-        "probes": {c: p.describe() for c, p in probes.items()}, "train_accuracy": train_acc,
+        "probes": {c: p.describe() for c, p in fitted.probes.items()}, "train_accuracy": fitted.train_accuracy,
         "bootstrap": {"reps": opts.bootstrap, "level": LEVEL, "seed": opts.seed, "over": "test images",
                       "method": "percentile"},
         "device": str(enc.device), "precision": enc.precision, "input_size": enc.settings.size,
         "adapters": {m.name: m.record for m in enc.models[1:]}, "options": asdict(opts),
-        "seconds": {"fit": round(fit_seconds, 2), "test": round(test_seconds, 2),
-                    "total": round(time.perf_counter() - start, 2)},
-        "machine": _machine(enc.device), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": fitted.seconds,
+        "machine": machine_text(enc.device), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     }
-    return ProbeResult(meta, results, paired, paired_vs)
+
+
+__all__ = ["ALL", "BASE", "CLASSIFIERS", "CORRUPT_NATIVE", "CORRUPT_RECIPE", "DEFAULT_REPS", "FEATURE_MODES", "REF",
+           "Corruption", "ProbeError", "ProbeOptions", "ProbeResult", "condition_name", "run_probe"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maa_train.eval.probe import ALL, BASE, REF, ProbeResult
+from maa_train.eval.probe import ProbeResult
+from maa_train.eval.probe_scores import ALL, BASE, REF
 
 CLASSIFIER_TITLES = {"linear": "Linear probe", "knn": "k-NN"}
 

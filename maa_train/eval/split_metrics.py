@@ -213,12 +213,15 @@ def _row_kernels(x: torch.Tensor, y: torch.Tensor, wa0: torch.Tensor, wb0: torch
 
 
 def group_rows(clean: torch.Tensor, rows: dict[str, torch.Tensor], sq_err: dict[str, torch.Tensor],
-               keys: list[str], reference: str, settings: SplitSettings = SplitSettings()) -> dict[str, dict]:
+               keys: list[str], reference: str, settings: SplitSettings = SplitSettings(),
+               replicates: dict | None = None) -> dict[str, dict]:
     """The mechanism rows of one group of images.
 
     clean, rows[name]: [n, r, D] token rows per image; sq_err[name]: [n] paired squared error per
     image; keys: the images' keys (the split is drawn over them sorted). Returns {name: metrics}
-    for every model and the clean reference row ``reference``."""
+    for every model and the clean reference row ``reference``. ``replicates`` (when given) gets
+    {name: {metric: [value per replicate]}} of MMD^2, KID and energy; replicate b's split and
+    resample depend only on the seed and the keys: the same for every row and every run."""
     n, r, d = clean.shape
     if n < 2 * MIN_HALF_IMAGES:
         raise ValueError(f"{n} images: the split needs at least {2 * MIN_HALF_IMAGES} "
@@ -232,12 +235,14 @@ def group_rows(clean: torch.Tensor, rows: dict[str, torch.Tensor], sq_err: dict[
     half_info = {"a": int(wa[:, 0].sum()), "b": int(wb[:, 0].sum())}
     out: dict[str, dict] = {}
 
-    def unpaired(k: _RowKernels, poly_yy: torch.Tensor, dist_yy: torch.Tensor) -> dict:
+    def unpaired(k: _RowKernels, poly_yy: torch.Tensor, dist_yy: torch.Tensor, row: str) -> dict:
         res = {}
         for name, values in (("mmd2", _two_sample(k.rbf_xx, k.rbf_yy, k.rbf_xy, wa, wb)),
                              ("kid", _two_sample(k.poly_xx, poly_yy, k.poly_xy, wa, wb)),
                              ("energy", -_two_sample(k.dist_xx, dist_yy, k.dist_xy, wa, wb))):
             res[name], res[f"{name}_ci"] = _summary(values, settings.level)
+            if replicates is not None:
+                replicates.setdefault(row, {})[name] = values[1:].detach().cpu().tolist()
         res["bandwidth"] = k.bandwidth
         return res
 
@@ -253,7 +258,7 @@ def group_rows(clean: torch.Tensor, rows: dict[str, torch.Tensor], sq_err: dict[
         row = {"paired_mse": None, "paired_mse_ci": None}
         err = sq_err[name].to(dev, torch.float64)
         row["paired_mse"], row["paired_mse_ci"] = _summary((err[:, None] * wp).sum(0) / wp.sum(0), settings.level)
-        row.update(unpaired(kern, poly_cc, dist_cc))
+        row.update(unpaired(kern, poly_cc, dist_cc, name))
         if gram_c is not None:
             xf = x.flatten(0, 1)
             row["cka"], row["cka_ci"] = _jackknife_summary(_weighted_cka(xf @ xf.T, gram_c, wrows), settings.level)
@@ -264,6 +269,6 @@ def group_rows(clean: torch.Tensor, rows: dict[str, torch.Tensor], sq_err: dict[
     h = metrics.median_bandwidth(clean[wa[:, 0].bool()].flatten(0, 1), clean[wb[:, 0].bool()].flatten(0, 1))
     rbf_cc = image_means(clean, clean, _rbf(h))
     ref = _RowKernels(rbf_cc, rbf_cc, rbf_cc, poly_cc, poly_cc, dist_cc, dist_cc, h)
-    out[reference] = {"paired_mse": None, "paired_mse_ci": None, **unpaired(ref, poly_cc, dist_cc),
+    out[reference] = {"paired_mse": None, "paired_mse_ci": None, **unpaired(ref, poly_cc, dist_cc, reference),
                       "cka": None, "cka_ci": None, "rows": int(half_info["a"] * r), "images": half_info}
     return out

@@ -46,7 +46,20 @@ class AdaptedEncoder(nn.Module):
         self.family = family_of(self.tower)
         self.grid: PatchGrid = grid_for(self.tower.config)
         self.adapter_cfg = adapter_cfg or AdapterConfig()
-        num_layers = len(self.blocks)
+        self._choose_features(feature_layer, use_projector)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+        self._build_adapters(adapter_factory)
+        self._use_last_hidden_state = self.tower is model and self.feature_layer == -1
+        self._enabled = True
+        self._captured: torch.Tensor | None = None
+        self._hooks: list = []
+        self.install_hooks()
+
+    def _choose_features(self, feature_layer: int | None, use_projector: bool | None) -> None:
+        """The hidden state the features are read from, and whether through the projector."""
+        model, num_layers = self.model, len(self.blocks)
         self.feature_layer = self.info.default_feature_layer if feature_layer is None else int(feature_layer)
         if not -(num_layers + 1) <= self.feature_layer <= num_layers:
             raise ValueError(
@@ -61,10 +74,8 @@ class AdaptedEncoder(nn.Module):
         # LLaVA's `default` select strategy drops CLS; `full` keeps it (bare encoders: patch tokens).
         self.keep_prefix = self.info.select_strategy == "full" and self.tower is not model
 
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model.eval()
-
+    def _build_adapters(self, adapter_factory: Callable[[int], nn.Module] | None) -> None:
+        num_layers = len(self.blocks)
         # hidden_states[k] as transformers counts them: k < L is block k's input (before its
         # adapter, as in the release), k == L the last block's output.
         self._capture_index = self.feature_layer % (num_layers + 1)
@@ -82,16 +93,10 @@ class AdaptedEncoder(nn.Module):
         self.num_adapters = len(self.adapter_blocks)
         slot = {block: i for i, block in enumerate(self.adapter_blocks)}
         self._slots: tuple[int | None, ...] = tuple(slot.get(b) for b in range(num_layers))
-        ref = next(model.parameters())
+        ref = next(self.model.parameters())
         self.adapters.to(device=ref.device)
         if not self.adapter_cfg.fp32:
             self.adapters.to(dtype=ref.dtype)
-
-        self._use_last_hidden_state = self.tower is model and self.feature_layer == -1
-        self._enabled = True
-        self._captured: torch.Tensor | None = None
-        self._hooks: list = []
-        self.install_hooks()
 
     def _make_adapters(self, factory: Callable[[int], nn.Module], num_layers: int) -> list[nn.Module]:
         return [factory(self.tower.config.hidden_size) for _ in range(num_layers)]

@@ -5,6 +5,7 @@ decay, cosine with 5% warm-up, batch 32, clip 1.0, bf16, lambda 0.1, 5% held out
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -224,7 +225,7 @@ def _describe(exc: ValidationError) -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:
     """YAML (or a dict) plus ``key=value`` overrides (values parsed as YAML) -> TrainConfig."""
-    tree: dict = dict(base or {})
+    tree: dict = copy.deepcopy(base) if base else {}  # overrides must not reach into the caller's dict
     if path is not None:
         try:
             loaded = load_file(Path(path))  # bounded: size, alias expansion, depth, UTF-8

@@ -134,3 +134,24 @@ DIAGNOSTIC_PREFIXES = ("grad_norm_", "grad_clipped_", "grad_share_")
 
 def is_diagnostic(key: str) -> bool:
     return key in DIAGNOSTIC_KEYS or key.startswith(DIAGNOSTIC_PREFIXES)
+
+
+class LogStepDiagnostics:
+    """What the trainer adds at each log step from that step's values: clipping shares, the
+    discriminator monitor's warnings, and the running means summary.json reports."""
+
+    def __init__(self, grad_clip: float, monitor: DiscriminatorMonitor):
+        self.grad_clip = grad_clip
+        self.monitor = monitor
+        self.means = RunningMeans()
+
+    def update(self, step: int, last: dict[str, float]) -> dict[str, float]:
+        terms = {k: v for k, v in last.items() if k.startswith("grad_norm_")}
+        extra = clip_shares(terms, last.get("grad_norm"), self.grad_clip)
+        if "disc_acc_real" in last:
+            self.monitor.update(step, last["disc_acc_real"], last["disc_acc_fake"])
+        self.means.add({k: v for k, v in (last | extra).items() if is_diagnostic(k)})
+        return extra
+
+    def summary(self, adapters) -> dict:
+        return {"means": self.means.means(), "gates": gate_values(adapters), "warnings": list(self.monitor.warnings)}

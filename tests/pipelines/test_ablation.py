@@ -74,6 +74,17 @@ def test_seeds_give_intervals_and_paired_differences(tmp_path, capsys):
     diff = refs["twin"]["paired_mse"]
     expect = [a["mlp_only"]["paired_mse"] - a["mse_mlp_only"]["paired_mse"] for a in summary["per_seed"]]
     assert diff["mean"] == pytest.approx(sum(expect) / 2) and diff["n"] == 2
+    # paired MSE per held-out pair, MMD^2 from each run's replicates: over seeds and images; val L2, CKA: seeds
+    assert diff["images"] == summary["table"]["base"]["paired_mse"]["images"] > 0
+    kinds = summary["intervals"]
+    assert (kinds["paired_mse"], kinds["mmd2"], kinds["val_l2"], kinds["cka"]) == (
+        "seeds and test images", "seeds, images resampled in each run", "seeds (t)", "seeds (t)")
+    record = json.loads((out / "seed-1" / "per-image.json").read_text())
+    rows = {r["variant"]: r for r in json.loads((out / "seed-1" / "ablation.json").read_text())["table"]}
+    per_pair = record["per_image"]["paired_mse"]["rows"]
+    assert set(per_pair) == {"base (no adapters)", "mlp_only", "mse_mlp_only", "mse_only"}  # no clean reference
+    assert sum(per_pair["mlp_only"]) / len(per_pair["mlp_only"]) == pytest.approx(rows["mlp_only"]["paired_mse"])
+    assert len(record["replicates"]["mmd2"]["mlp_only"]) == 200  # the mechanism table's bootstrap replicates
     assert "t-interval" in (out / "ablation-seeds.md").read_text() and "| mlp_only | mse_mlp_only (twin)" in capsys.readouterr().out
 
 

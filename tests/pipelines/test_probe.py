@@ -65,4 +65,10 @@ def test_probe_evaluator_runs_the_real_probe(tmp_path, tiny_models):  # noqa: F8
     assert set(result.rows) == {BASE_ROW, "full"}
     assert set(result.rows["full"]) == {"linear_ref", "linear_sev3", "knn_ref", "knn_sev3"}
     assert result.rows["full"] == result.rows[BASE_ROW]  # identity adapters at init
+    # the accuracy per test image behind each mean, for intervals over seeds and images
+    assert len(result.per_image["images"]) == len(set(result.per_image["images"])) > 0
+    for name, row in result.rows.items():
+        for metric, value in row.items():
+            correct = [c for c in result.per_image["rows"][name][metric] if c is not None]
+            assert set(correct) <= {0.0, 100.0} and sum(correct) / len(correct) == pytest.approx(value)
     assert (tmp_path / "seed-0" / "probe.json").exists()

@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from maa_train.eval.evaluate import AdapterSpec, EvalOptions, _build_models
+from maa_train.eval.evaluate import AdapterSpec, EvalOptions
+from maa_train.eval.model_rows import build_models
 from maa_train.train.config import load_config
 from maa_train.train.resume_check import ResumeMismatchError
 from maa_train.train.trainer import Trainer
@@ -54,7 +55,7 @@ def test_train_resume_and_eval_with_last_two_blocks(setup, tmp_path):
         default.fit()
 
     # Evaluation rebuilds the student from the checkpoint's blocks and reproduces its features.
-    models, _, _, _ = _build_models(setup["model"], [AdapterSpec("sub", tmp_path / "final")],
+    models, _, _, _ = build_models(setup["model"], [AdapterSpec("sub", tmp_path / "final")],
                                     EvalOptions(device="cpu"), torch.device("cpu"))
     student = models[1].student
     assert student.adapter_blocks == (2, 3)

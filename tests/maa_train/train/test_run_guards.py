@@ -118,7 +118,7 @@ def test_deleted_held_out_shard_is_reported_like_a_training_shard(model, tmp_pat
     Path(gone).unlink()
     with pytest.raises(ValueError, match="validation read no sample"):  # the only held-out shard
         trainer.fit()
-    assert gone in trainer.broken
+    assert gone in trainer.faults.broken
 
 
 # -- LoRA settings -------------------------------------------------------------------------

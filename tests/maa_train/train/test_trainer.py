@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from maa_format import FORMAT
 from maa_train.train import train_state
 from maa_train.train.config import ConfigError, load_config
+from maa_train.train.faults import DataFaults
 from maa_train.train.trainer import Trainer, TrainingDiverged
 from tests.maa_train.eval.evalkit import train_config
 from tests.maa_train.data.shardkit import write_dataset
@@ -236,23 +237,23 @@ def test_data_errors_come_before_model_loading_and_one_path_is_a_list(dataset, t
         Trainer(bad)
 
 
-def test_faults_are_summed_over_worker_streams(tiny_model, dataset, tmp_path):
+def test_faults_are_summed_over_worker_streams():
     # Each worker stream reports its own running count; the run's total is their sum, not the max.
-    trainer = Trainer(_cfg(tiny_model, dataset, tmp_path))
-    trainer._count_faults({"stream": 0, "skipped": 2, "broken_shards": ["x.tar"]})
-    trainer._count_faults({"stream": 1, "skipped": 1, "broken_shards": []})
-    trainer._count_faults({"stream": 0, "skipped": 3, "broken_shards": ["x.tar"]})
-    assert trainer._skipped() == 4 and trainer.broken == {"x.tar"}
-    trainer._end_epoch_faults()
-    trainer._count_faults({"stream": 1, "skipped": 1, "broken_shards": []})
-    assert trainer._skipped() == 5
+    faults = DataFaults()
+    faults.count({"stream": 0, "skipped": 2, "broken_shards": ["x.tar"]})
+    faults.count({"stream": 1, "skipped": 1, "broken_shards": []})
+    faults.count({"stream": 0, "skipped": 3, "broken_shards": ["x.tar"]})
+    assert faults.total() == 4 and faults.broken == {"x.tar"}
+    faults.end_epoch()
+    faults.count({"stream": 1, "skipped": 1, "broken_shards": []})
+    assert faults.total() == 5
 
 
 def test_holdout_says_how_many_training_pairs_it_costs(tmp_path, caplog):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from maa_train.train.trainer import _data
+    from maa_train.train.holdout import training_data
     from tests.maa_train.data.shardkit import write_shard
 
     # One source image with many variants spread over every shard: holding out one shard
@@ -265,8 +266,8 @@ def test_holdout_says_how_many_training_pairs_it_costs(tmp_path, caplog):
         pq.write_table(pa.table({"key": keys, "status": ["ok"] * 3}), root / "shards" / f"{i:06d}.parquet")
     (root / "dataset.json").write_text(json.dumps({"format": FORMAT, "shards": [f"{i:06d}" for i in range(4)]}))
     cfg = load_config(base={"model": {"path": "unused"}, "data": {"train": [str(root)], "val_fraction": 0.25}})
-    with caplog.at_level("INFO", logger="maa_train.train.trainer"):
-        train, val, groups = _data(cfg)
+    with caplog.at_level("INFO", logger="maa_train.train.holdout"):
+        train, val, groups = training_data(cfg)
     assert len(val) == 1 and sum(s.count for s in train[0]) == 3
     assert any(r.levelname == "WARNING" and "6 of 9 training pairs (67%)" in r.getMessage() for r in caplog.records)
 
@@ -308,7 +309,7 @@ def test_compiled_training_matches_eager(tiny_model, dataset, straight, tmp_path
 def test_resume_with_other_max_steps_warns_and_follows_the_new_schedule(tiny_model, dataset, tmp_path, caplog):
     Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 2})).fit()
     longer = Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 4, "train.resume": True}))
-    with caplog.at_level("WARNING", logger="maa_train.train.trainer"):
+    with caplog.at_level("WARNING", logger="maa_train.train.checkpointing"):
         summary = longer.fit()
     warnings = [r.getMessage() for r in caplog.records if "schedule" in r.getMessage()]
     assert len(warnings) == 1 and "train.max_steps 2 -> 4" in warnings[0]
@@ -321,7 +322,7 @@ def test_resume_with_other_max_steps_warns_and_follows_the_new_schedule(tiny_mod
 
     caplog.clear()
     same = Trainer(_cfg(tiny_model, dataset, tmp_path, **{"train.max_steps": 4, "train.resume": True}))
-    with caplog.at_level("WARNING", logger="maa_train.train.trainer"):
+    with caplog.at_level("WARNING", logger="maa_train.train.checkpointing"):
         same.fit()  # already done: nothing to train, and nothing to warn about
     assert not [r for r in caplog.records if "schedule" in r.getMessage()]
 
@@ -337,4 +338,4 @@ def test_cuda_bf16_training_reports_memory_and_resumes(tiny_model, dataset, tmp_
     assert state["rng"]["cuda"].dtype == torch.uint8 and state["opt_g"]["state"][0]["exp_avg"].device.type == "cpu"
     resumed = Trainer(_cfg(tiny_model, dataset, tmp_path, **over | {"train.max_steps": 3, "train.resume": True}))
     assert resumed.fit().steps == 3
-    assert all(v.is_cuda for s in resumed.opt_g.state.values() for v in s.values() if torch.is_tensor(v) and v.dim())
+    assert all(v.is_cuda for s in resumed.optim.opt_g.state.values() for v in s.values() if torch.is_tensor(v) and v.dim())
