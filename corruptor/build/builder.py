@@ -155,9 +155,15 @@ def _mask_config(recipe, mask_source: Any) -> dict[str, Any] | None:
     elif isinstance(mask_source, MaskSourceConfig):
         cfg = mask_source
     else:
+        from pydantic import ValidationError
+
+        from maa_format.errors import describe_validation_error
+
         try:
             cfg = MaskSourceConfig.model_validate(dict(mask_source))
-        except Exception as exc:
+        except ValidationError as exc:
+            raise BuildError(describe_validation_error(exc, "mask source settings")) from None
+        except (TypeError, ValueError) as exc:   # not a mapping at all
             raise BuildError(f"mask source settings: {exc}") from None
     from corruptor.masks.registry import validate
     from corruptor.masks.source import MaskError

@@ -61,6 +61,7 @@ def config_from_args(args: argparse.Namespace):
 
     from corruptor.cli.main import UsageError
     from corruptor.masks.source import MaskSourceConfig
+    from maa_format.errors import describe_validation_error
 
     kind = args.mask_source or ("sam2" if args.sam2_checkpoint else FALLBACK_SOURCES[0])
     sam2 = {k: v for k, v in {
@@ -76,8 +77,7 @@ def config_from_args(args: argparse.Namespace):
     try:
         return MaskSourceConfig(**doc, sam2=sam2)
     except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"invalid mask settings: {fields}") from None
+        raise UsageError(describe_validation_error(exc, "invalid mask settings")) from None
 
 
 def run(args: argparse.Namespace) -> int:
