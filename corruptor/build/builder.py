@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from corruptor.ops.registry import load_all
-from corruptor.run.distributor import DISTRIBUTORS, run_shards
+from corruptor.run.registry import make_runner, runner_names
+from corruptor.run.runner import RunnerSettings
 from corruptor.build.planner import Plan, PlanError, anchor_paths, anchor_sources, plan
 from corruptor.build.rebuild_inputs import check_plan_sources, share_mask_cache
 from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
@@ -72,9 +73,13 @@ class BuildConfig:
     # Set by rebuild: reuse this plan instead of scanning sources.
     plan_override: Plan | None = field(default=None, repr=False)
 
+    def runner_settings(self) -> RunnerSettings:
+        """What the runner (``distributor``) takes from this config."""
+        return RunnerSettings(workers=self.workers, retries=self.retries, address=self.ray_address)
+
     def check(self) -> None:
-        if self.distributor not in DISTRIBUTORS:
-            raise BuildError(f"distributor '{self.distributor}' not allowed; allowed: {', '.join(DISTRIBUTORS)}")
+        if self.distributor not in runner_names():
+            raise BuildError(f"distributor '{self.distributor}' not allowed; allowed: {', '.join(runner_names())}")
         if self.mode not in MODES:
             raise BuildError(f"mode '{self.mode}' not allowed; allowed: {', '.join(MODES)}")
         for name in ("target", "shard_size", "workers", "crops"):
@@ -279,10 +284,11 @@ def build(cfg: BuildConfig) -> BuildReport:
         remove_stale_temps(out / MASKS_DIR)  # the driver's job: workers cannot tell whose a temp file is
     (out / DATASET_FILE).unlink(missing_ok=True)
 
+    runner = make_runner(cfg.distributor, cfg.runner_settings())
     wcfg = WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
                         mask_source=mask_cfg, mask_root=str(out / MASKS_DIR) if mask_cfg else None,
                         max_pixels=cfg.max_pixels, min_side=cfg.min_side,
-                        cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None,
+                        cv2_threads=None if runner.single_process else 1,
                         source_kinds={src["name"]: src["kind"] for src in the_plan.sources})
     tasks, resumed, damaged = [], 0, []
     for index, shard in enumerate(the_plan.shards):
@@ -301,9 +307,7 @@ def build(cfg: BuildConfig) -> BuildReport:
         samples = [(s.key, the_plan.items[s.item], s.variant, s.crop) for s in shard]
         tasks.append(ShardTask(index, samples, wcfg))
 
-    outcomes = [] if not tasks else run_shards(
-        tasks, process_shard, distributor=cfg.distributor, workers=cfg.workers, retries=cfg.retries,
-        progress=cfg.progress, ray_address=cfg.ray_address)
+    outcomes = runner.run(tasks, process_shard, progress=cfg.progress) if tasks else []
     failed_shards = {shard_name(tasks[o.index].index): o.error for o in outcomes if not o.ok}
     ok_run = sum(o.result.ok for o in outcomes if o.ok)
 
