@@ -18,7 +18,7 @@ from corruptor.ops.registry import IMAGENET_C
 from corruptor.recipe.apply import Applied, Masks, apply_recipe
 from corruptor.recipe.nodes import Node, OpNode, StrictModel
 from corruptor.recipe.stages import STAGES, KindStages, LocalSpec, OutputSpec
-from corruptor.sources.sources import KINDS as SOURCE_KINDS
+from corruptor.sources.spec import KINDS as SOURCE_KINDS
 from maa_format.io import content_hash
 
 
