@@ -228,7 +228,8 @@ def test_rebuild_reuses_plan_and_masks_without_segmenting(photos, tmp_path, monk
     new = tmp_path / "new"
     in_flight = next((old / "masks").rglob("*.parquet")).with_name(".abcdef01.other-node-7.q1w2.tmp")
     in_flight.write_bytes(b"PAR1 half")  # a temp file is never a cache entry, so it is not carried over
-    report = rebuild(old, OTHER_RECIPE, new)
+    restated = [SourceSpec("alpha", str(photos / "a")), SourceSpec("beta", str(photos / "b"))]
+    report = rebuild(old, OTHER_RECIPE, new, sources=restated)
     assert calls == [] and report.rows == 12
     assert in_flight.exists() and not [p for p in (new / "masks").rglob("*") if p.name.endswith(".tmp")]
     keys = lambda d: sorted(k for p in (d / "shards").glob("*.parquet") for k in pq.read_table(p).column("key").to_pylist())
