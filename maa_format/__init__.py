@@ -7,7 +7,7 @@ A built dataset is a folder (``layout``): ``dataset.json`` naming the format ver
 atomic write and canonical JSON every writer uses. A dataset may come from anyone:
 ``dataset_files`` reads its JSON files schema-checked, ``paths`` keeps the paths they name
 inside it, ``safe_yaml`` bounds recipe and config YAML, ``pickle_scan`` names what a refused
-weight file wanted to call.
+weight file wanted to call, ``errors`` turns a pydantic error into one line naming each field.
 
 corruptor writes the format and maa_train reads it; neither imports the other. No
 torch, no OpenCV here: the package is cheap to import in any worker.

@@ -19,114 +19,29 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from corruptor.ops.registry import load_all
-from corruptor.run.distributor import DISTRIBUTORS, run_shards
+from corruptor.build.config import DEFAULT_MAX_FAILED, MODES, BuildConfig, BuildError, BuildReport
 from corruptor.build.planner import Plan, PlanError, anchor_paths, anchor_sources, plan
-from corruptor.build.rebuild_inputs import check_plan_sources, share_mask_cache
-from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
+from corruptor.build.rebuild_inputs import check_plan_sources, confirm_mask_inputs, confirm_sources, share_mask_cache
 from corruptor.build.worker import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ShardTask, WorkerConfig, process_shard
 from corruptor.build.writer import file_sha256, read_stats, remove_partials
+from corruptor.ops.registry import load_all
+from corruptor.run.registry import make_runner
+from corruptor.sources.sources import SourceError, SourceSpec, scan_sources
 from maa_format.dataset_files import DatasetFileError, read_dataset, read_plan
 from maa_format.io import atomic_write, canonical_json
 from maa_format.layout import (DATASET_FILE, FORMAT, MASKS_DIR, PLAN_FILE, SHARDS_DIR, FormatError, ShardPaths,
                                shard_name)
 from maa_format.paths import UnsafePathError, check_inside
 
-MODES: tuple[str, ...] = ("resume", "overwrite")
+# The settings and the report live in corruptor.build.config; callers import them from here too.
+__all__ = ["DEFAULT_MAX_FAILED", "MODES", "BuildConfig", "BuildError", "BuildReport", "DryRun", "build",
+           "dry_run", "load_dataset", "load_plan", "make_plan", "rebuild"]
 log = logging.getLogger(__name__)
-# A build whose failed samples exceed this fraction of its rows fails (the shards are kept):
-# a recipe or source that breaks every sample must not end as a quiet, short dataset.
-DEFAULT_MAX_FAILED = 0.05
-
-
-class BuildError(RuntimeError):
-    """A build that cannot start (bad input) or did not finish (failed shards)."""
-
-
-@dataclass
-class BuildConfig:
-    recipe: Any                          # path, built-in name, mapping or Recipe
-    sources: list[SourceSpec]
-    out: Path
-    target: int
-    seed: int = 0
-    shard_size: int = 256
-    variants: int | None = None          # max variants per image; None: as many as needed
-    crops: int = 1                       # crops per variant (needs output.crop: random when > 1)
-    distributor: str = "local"
-    workers: int = 1
-    retries: int = 2
-    ray_address: str | None = None
-    mode: str = "resume"
-    retry_failed: bool = False
-    mask_source: Any = None              # MaskSourceConfig, a mapping, or None for the default
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    min_side: int = DEFAULT_MIN_SIDE
-    progress: bool | str = False          # True: a bar; "log": a plain line every 30 s (stderr not a terminal)
-    max_failed: float = DEFAULT_MAX_FAILED   # highest accepted failed/rows fraction (not part of the plan)
-    # Set by rebuild: reuse this plan instead of scanning sources.
-    plan_override: Plan | None = field(default=None, repr=False)
-
-    def check(self) -> None:
-        if self.distributor not in DISTRIBUTORS:
-            raise BuildError(f"distributor '{self.distributor}' not allowed; allowed: {', '.join(DISTRIBUTORS)}")
-        if self.mode not in MODES:
-            raise BuildError(f"mode '{self.mode}' not allowed; allowed: {', '.join(MODES)}")
-        for name in ("target", "shard_size", "workers", "crops"):
-            if int(getattr(self, name)) < 1:
-                raise BuildError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.variants is not None and self.variants < 1:
-            raise BuildError(f"variants must be >= 1, got {self.variants}")
-        if self.retries < 0:
-            raise BuildError(f"retries must be >= 0, got {self.retries}")
-        if not (0.0 <= float(self.max_failed) <= 1.0):
-            raise BuildError(f"max_failed must be a fraction in [0, 1], got {self.max_failed}")
-
-
-@dataclass
-class BuildReport:
-    out: Path
-    shards: int
-    shards_run: int
-    shards_resumed: int
-    rows: int
-    ok: int
-    failed: int
-    skipped: int
-    seconds: float
-    failed_shards: dict[str, str] = field(default_factory=dict)
-    removed_partials: int = 0
-    ok_run: int = 0          # pairs made by this run (resumed shards excluded)
-    target: int = 0
-    damaged_shards: list[str] = field(default_factory=list)   # done markers that lied: redone
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def shortfall(self) -> int:
-        """Planned pairs that are not in the dataset (failed or skipped samples are not replaced)."""
-        return max(0, self.target - self.ok)
-
-    @property
-    def failed_fraction(self) -> float:
-        return self.failed / self.rows if self.rows else 0.0
-
-    @property
-    def pairs_per_s(self) -> float:
-        # This run's work only: shards resumed from disk took no time now.
-        return self.ok_run / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        d["pairs_per_s"] = round(self.pairs_per_s, 3)
-        d["shortfall"] = self.shortfall
-        d["failed_fraction"] = round(self.failed_fraction, 6)
-        return d
 
 
 def code_version() -> str:
@@ -155,9 +70,15 @@ def _mask_config(recipe, mask_source: Any) -> dict[str, Any] | None:
     elif isinstance(mask_source, MaskSourceConfig):
         cfg = mask_source
     else:
+        from pydantic import ValidationError
+
+        from maa_format.errors import describe_validation_error
+
         try:
             cfg = MaskSourceConfig.model_validate(dict(mask_source))
-        except Exception as exc:
+        except ValidationError as exc:
+            raise BuildError(describe_validation_error(exc, "mask source settings")) from None
+        except (TypeError, ValueError) as exc:   # not a mapping at all
             raise BuildError(f"mask source settings: {exc}") from None
     from corruptor.masks.registry import validate
     from corruptor.masks.source import MaskError
@@ -236,15 +157,20 @@ class DryRun:
     warnings: list[str]
 
 
+def _checked_inputs(cfg: BuildConfig) -> tuple[Any, dict[str, Any] | None, Plan]:
+    """Every check a build makes before its first shard: (recipe, mask settings, plan)."""
+    cfg.check()
+    recipe = _load_recipe(cfg.recipe)
+    _check_crops(cfg, recipe)
+    mask_cfg = _mask_config(recipe, cfg.mask_source)
+    return recipe, mask_cfg, make_plan(cfg)
+
+
 def dry_run(cfg: BuildConfig) -> DryRun:
     """Every check a build makes before its first shard, and the plan it would run; writes nothing."""
     from corruptor.build.plan_summary import plan_warnings, summarize
 
-    cfg.check()
-    recipe = _load_recipe(cfg.recipe)
-    _check_crops(cfg, recipe)
-    _mask_config(recipe, cfg.mask_source)
-    the_plan = make_plan(cfg)
+    _, _, the_plan = _checked_inputs(cfg)
     lines = summarize(the_plan)
     return DryRun(the_plan, lines, plan_warnings(lines))
 
@@ -255,67 +181,24 @@ def build(cfg: BuildConfig) -> BuildReport:
     from corruptor.build.plan_summary import plan_warnings, summarize
 
     start = time.perf_counter()
-    cfg.check()
     out = Path(cfg.out)
-    recipe = _load_recipe(cfg.recipe)
-    _check_crops(cfg, recipe)
-    mask_cfg = _mask_config(recipe, cfg.mask_source)
-    the_plan = make_plan(cfg)
+    recipe, mask_cfg, the_plan = _checked_inputs(cfg)
     plan_notes = plan_warnings(summarize(the_plan))
     for note in plan_notes:   # before any work: the user can still stop and change the target
         log.warning(note)
     fingerprint = _fingerprint(cfg, recipe, mask_cfg)
     _prepare_out(out, cfg.mode, the_plan, fingerprint)
-    removed = remove_partials(out / SHARDS_DIR)
-    if mask_cfg:
-        from corruptor.masks.cache import remove_stale_temps
-
-        remove_stale_temps(out / MASKS_DIR)  # the driver's job: workers cannot tell whose a temp file is
-    (out / DATASET_FILE).unlink(missing_ok=True)
-
-    wcfg = WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
-                        mask_source=mask_cfg, mask_root=str(out / MASKS_DIR) if mask_cfg else None,
-                        max_pixels=cfg.max_pixels, min_side=cfg.min_side,
-                        cv2_threads=1 if (cfg.workers > 1 or cfg.distributor == "ray") else None,
-                        source_kinds={src["name"]: src["kind"] for src in the_plan.sources})
-    tasks, resumed, damaged = [], 0, []
-    for index, shard in enumerate(the_plan.shards):
-        paths = ShardPaths.of(out / SHARDS_DIR, index)
-        stats = read_stats(paths.stats)
-        if stats is not None and shard_damage(paths, stats) is not None:
-            damaged.append(shard_name(index))   # a marker is only trusted with the bytes it describes
-            paths.stats.unlink()
-            stats = None
-        if stats is not None and cfg.retry_failed and stats.get("transient_failures", 0) > 0:
-            paths.stats.unlink()
-            stats = None
-        if stats is not None:
-            resumed += 1
-            continue
-        samples = [(s.key, the_plan.items[s.item], s.variant, s.crop) for s in shard]
-        tasks.append(ShardTask(index, samples, wcfg))
-
-    outcomes = [] if not tasks else run_shards(
-        tasks, process_shard, distributor=cfg.distributor, workers=cfg.workers, retries=cfg.retries,
-        progress=cfg.progress, ray_address=cfg.ray_address)
+    removed = _remove_leftovers(out, mask_cfg)
+    runner = make_runner(cfg.distributor, cfg.runner_settings())
+    wcfg = _worker_config(cfg, recipe, mask_cfg, the_plan, single_process=runner.single_process)
+    tasks, resumed, damaged = _pending_shards(out, the_plan, wcfg, cfg.retry_failed)
+    outcomes = runner.run(tasks, process_shard, progress=cfg.progress) if tasks else []
     failed_shards = {shard_name(tasks[o.index].index): o.error for o in outcomes if not o.ok}
-    ok_run = sum(o.result.ok for o in outcomes if o.ok)
-
-    totals = {"rows": 0, "ok": 0, "failed": 0, "skipped": 0}
-    shard_list = []
-    for index in range(len(the_plan.shards)):
-        stats = read_stats(ShardPaths.of(out / SHARDS_DIR, index).stats)
-        if stats is None:
-            continue
-        for k in totals:
-            totals[k] += int(stats.get(k, 0))
-        shard_list.append({"name": shard_name(index), "tar": f"shards/{shard_name(index)}.tar",
-                           "manifest": f"shards/{shard_name(index)}.parquet", "samples": stats["ok"],
-                           "rows": stats["rows"], "tar_sha256": stats["tar_sha256"]})
+    totals, shard_list = _done_shards(out, len(the_plan.shards))
     report = BuildReport(out=out, shards=len(the_plan.shards), shards_run=len(tasks), shards_resumed=resumed,
                          seconds=time.perf_counter() - start, failed_shards=failed_shards,
-                         removed_partials=len(removed), ok_run=ok_run, target=the_plan.target,
-                         damaged_shards=damaged, warnings=plan_notes, **totals)
+                         removed_partials=len(removed), ok_run=sum(o.result.ok for o in outcomes if o.ok),
+                         target=the_plan.target, damaged_shards=damaged, warnings=plan_notes, **totals)
     if failed_shards:
         first = next(iter(failed_shards.items()))
         raise BuildError(f"{len(failed_shards)} shard(s) failed after {cfg.retries} retries "
@@ -324,6 +207,67 @@ def build(cfg: BuildConfig) -> BuildReport:
     write_dataset_json(out, recipe, the_plan, fingerprint, {**totals, "shortfall": report.shortfall}, shard_list,
                        max_failed=cfg.max_failed)
     return report
+
+
+def _remove_leftovers(out: Path, mask_cfg: dict[str, Any] | None) -> list:
+    """An interrupted run's temp files (the driver's job: workers cannot tell whose a temp file
+    is) and the old dataset.json, which is written again when every shard is done."""
+    removed = remove_partials(out / SHARDS_DIR)
+    if mask_cfg:
+        from corruptor.masks.cache import remove_stale_temps
+
+        remove_stale_temps(out / MASKS_DIR)
+    (out / DATASET_FILE).unlink(missing_ok=True)
+    return removed
+
+
+def _worker_config(cfg: BuildConfig, recipe, mask_cfg: dict[str, Any] | None, the_plan: Plan,
+                   single_process: bool) -> WorkerConfig:
+    out = Path(cfg.out)
+    return WorkerConfig(out_dir=str(out), recipe=recipe.to_dict(), recipe_hash=recipe.hash, seed=cfg.seed,
+                        mask_source=mask_cfg, mask_root=str(out / MASKS_DIR) if mask_cfg else None,
+                        max_pixels=cfg.max_pixels, min_side=cfg.min_side,
+                        # parallel workers share the cores: one OpenCV thread each
+                        cv2_threads=None if single_process else 1,
+                        source_kinds={src["name"]: src["kind"] for src in the_plan.sources})
+
+
+def _pending_shards(out: Path, the_plan: Plan, wcfg: WorkerConfig,
+                    retry_failed: bool) -> tuple[list[ShardTask], int, list[str]]:
+    """(tasks for the shards without a trusted done marker, shards resumed, damaged shards redone)."""
+    tasks, resumed, damaged = [], 0, []
+    for index, shard in enumerate(the_plan.shards):
+        paths = ShardPaths.of(out / SHARDS_DIR, index)
+        stats = read_stats(paths.stats)
+        if stats is not None and shard_damage(paths, stats) is not None:
+            damaged.append(shard_name(index))   # a marker is only trusted with the bytes it describes
+            paths.stats.unlink()
+            stats = None
+        if stats is not None and retry_failed and stats.get("transient_failures", 0) > 0:
+            paths.stats.unlink()
+            stats = None
+        if stats is not None:
+            resumed += 1
+            continue
+        samples = [(s.key, the_plan.items[s.item], s.variant, s.crop) for s in shard]
+        tasks.append(ShardTask(index, samples, wcfg))
+    return tasks, resumed, damaged
+
+
+def _done_shards(out: Path, count: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """(row counts over the done shards, their dataset.json entries)."""
+    totals = {"rows": 0, "ok": 0, "failed": 0, "skipped": 0}
+    shard_list = []
+    for index in range(count):
+        stats = read_stats(ShardPaths.of(out / SHARDS_DIR, index).stats)
+        if stats is None:
+            continue
+        for k in totals:
+            totals[k] += int(stats.get(k, 0))
+        shard_list.append({"name": shard_name(index), "tar": f"shards/{shard_name(index)}.tar",
+                           "manifest": f"shards/{shard_name(index)}.parquet", "samples": stats["ok"],
+                           "rows": stats["rows"], "tar_sha256": stats["tar_sha256"]})
+    return totals, shard_list
 
 
 def shard_damage(paths: ShardPaths, stats: dict[str, Any]) -> str | None:
@@ -405,10 +349,18 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Any]]:
         raise BuildError(str(exc)) from None
 
 
-def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: Any) -> BuildReport:
+def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, *, sources: list[SourceSpec] | None = None,
+            mask_inputs: dict[str, str | Path | None] | None = None, trust_plan_paths: bool = False,
+            **overrides: Any) -> BuildReport:
     """Regenerate ``old_dir`` with another recipe: same plan (keys, shards, source items),
     same seed and mask settings; the old mask cache is linked (or copied) in, so no image
-    is segmented again and no source is rescanned."""
+    is segmented again and no source is rescanned.
+
+    The dataset may come from anyone, so the paths its plan.json names are read only when
+    the user confirms them: every source read from disk restated in ``sources`` (same name
+    and path), and the SAM2 checkpoint or precomputed masks the plan's mask settings read on
+    a cache miss in ``mask_inputs`` (``{"--sam2-checkpoint": path, "--precomputed-masks":
+    path}``), unless ``trust_plan_paths``."""
     old_dir, out_dir = Path(old_dir), Path(out_dir)
     if old_dir.resolve() == out_dir.resolve():
         raise BuildError("rebuild needs a new --out folder, not the old dataset's")
@@ -419,16 +371,21 @@ def rebuild(old_dir: str | Path, recipe: Any, out_dir: str | Path, **overrides: 
     # the dataset's folder; dataset.json's copy of the sources is anchored the same way.
     base = old_dir.resolve()
     old_plan = anchor_paths(old_plan, base)
+    mask_source = overrides.pop("mask_source", None)
     try:  # the plan reads only inside its declared sources; the mask cache holds only regular files
         declared = old_ds.get("sources")
         specs = check_plan_sources(old_plan, None if declared is None else anchor_sources(declared, base),
                                    str(old_dir / PLAN_FILE))
+        if not trust_plan_paths:   # and only where the user says it may
+            confirm_sources(old_plan.sources, sources or [], str(old_dir / PLAN_FILE))
+            if mask_source is None:
+                confirm_mask_inputs(old_fp.get("mask_source"), mask_inputs or {}, str(old_dir / PLAN_FILE))
         share_mask_cache(old_dir, out_dir / MASKS_DIR)
     except (DatasetFileError, UnsafePathError) as exc:
         raise BuildError(str(exc)) from None
-    mask_source = overrides.pop("mask_source", None) or old_fp.get("mask_source")
     cfg = BuildConfig(recipe=recipe, sources=specs, out=out_dir, target=old_plan.target, seed=old_plan.seed,
                       shard_size=old_plan.shard_size, variants=old_fp.get("variants"), crops=old_fp.get("crops", 1),
-                      mask_source=mask_source, max_pixels=old_fp.get("max_pixels", DEFAULT_MAX_PIXELS),
+                      mask_source=mask_source or old_fp.get("mask_source"),
+                      max_pixels=old_fp.get("max_pixels", DEFAULT_MAX_PIXELS),
                       min_side=old_fp.get("min_side", DEFAULT_MIN_SIDE), plan_override=old_plan, **overrides)
     return build(cfg)

@@ -179,54 +179,70 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000, min_side: int = 1
     if not data:
         raise DecodeError("empty", "0 bytes")
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
     notes: list[str] = []
     # Scoped so Pillow's warnings (bomb size, corrupt EXIF) become notes or reasons, not noise.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            im = Image.open(io.BytesIO(data), formats=_accepted_formats())
-        except Image.DecompressionBombError as exc:
-            match = re.search(r"\((\d+) pixels\)", str(exc))
-            pixels = int(match.group(1)) if match else max_pixels + 1
-            raise _over_limit(pixels, data, max_pixels, "declared size") from exc
-        except UnidentifiedImageError as exc:
-            if _looks_like_image(data):
-                raise _failure(data, exc) from exc
-            raise DecodeError("not_an_image", f"{len(data)} bytes, no accepted format "
-                              f"({', '.join(ACCEPTED_FORMATS)}) recognised") from exc
-        except Exception as exc:  # any plugin error on hostile bytes is a bad file, not a crash
-            raise _failure(data, exc) from exc
-
-        with im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise _over_limit(width * height, data, max_pixels, f"{width}x{height}")
-            if min(width, height) < min_side:
-                raise DecodeError("too_small", f"{width}x{height} < min_side {min_side}")
-            try:
-                if getattr(im, "is_animated", False):  # may read ahead to find a second frame
-                    notes.append("animated_first_frame")
-                im.seek(0)
-                im.load()
-            except Exception as exc:
-                raise _failure(data, exc) from exc
-            frame = im
-            try:
-                orientation = im.getexif().get(0x0112)
-                if orientation not in (None, 1):
-                    frame = ImageOps.exif_transpose(im)
-                    notes.append("exif_rotated")
-            except Exception:  # recorded as a note: the pixels are still good
-                notes.append("exif_unreadable")
-            try:
-                image = _to_array(frame, notes)
-            except DecodeError:
-                raise
-            except Exception as exc:
-                raise _failure(data, exc) from exc
+        with _open(data, max_pixels) as im:
+            _check_size(im.size, data, max_pixels, min_side)
+            image = _first_frame(im, data, notes)
             fmt = im.format or "unknown"
         if any(not issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
             notes.append("decoder_warning")
     return Decoded(image=image, format=fmt, notes=tuple(notes))
+
+
+def _open(data: bytes, max_pixels: int):
+    """The Pillow image of ``data`` (header read only), or the `DecodeError` that says why not."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data), formats=_accepted_formats())
+    except Image.DecompressionBombError as exc:
+        match = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(match.group(1)) if match else max_pixels + 1
+        raise _over_limit(pixels, data, max_pixels, "declared size") from exc
+    except UnidentifiedImageError as exc:
+        if _looks_like_image(data):
+            raise _failure(data, exc) from exc
+        raise DecodeError("not_an_image", f"{len(data)} bytes, no accepted format "
+                          f"({', '.join(ACCEPTED_FORMATS)}) recognised") from exc
+    except Exception as exc:  # any plugin error on hostile bytes is a bad file, not a crash
+        raise _failure(data, exc) from exc
+
+
+def _check_size(size: tuple[int, int], data: bytes, max_pixels: int, min_side: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise _over_limit(width * height, data, max_pixels, f"{width}x{height}")
+    if min(width, height) < min_side:
+        raise DecodeError("too_small", f"{width}x{height} < min_side {min_side}")
+
+
+def _first_frame(im, data: bytes, notes: list[str]) -> np.ndarray:
+    """The first frame, EXIF orientation applied, as uint8 RGB; what happened goes to ``notes``."""
+    from PIL import ImageOps
+
+    try:
+        if getattr(im, "is_animated", False):  # may read ahead to find a second frame
+            notes.append("animated_first_frame")
+        im.seek(0)
+        im.load()
+    except Exception as exc:
+        raise _failure(data, exc) from exc
+    frame = im
+    try:
+        orientation = im.getexif().get(0x0112)
+        if orientation not in (None, 1):
+            frame = ImageOps.exif_transpose(im)
+            notes.append("exif_rotated")
+    except Exception:  # recorded as a note: the pixels are still good
+        notes.append("exif_unreadable")
+    try:
+        return _to_array(frame, notes)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise _failure(data, exc) from exc

@@ -12,7 +12,10 @@ from anyone, so before anything is read or written:
   its list names, a tar source's among the tars its pattern matches (or a "refused" locator,
   which reads nothing), a pdf source's documents inside its folder;
 - ``masks/`` and everything under it must be regular files and folders inside the dataset:
-  a symbolic link is refused, never followed into a hard link or a copy.
+  a symbolic link is refused, never followed into a hard link or a copy;
+- and the user must confirm what is read: every source read from disk restated with its
+  name and path (``--source``), every file the mask settings read on a cache miss named
+  again (``--sam2-checkpoint``, ``--precomputed-masks``), unless ``--trust-plan-paths``.
 
 Refusals are `DatasetFileError` / `UnsafePathError` (ValueErrors) naming the file and field.
 """
@@ -183,4 +186,66 @@ def share_mask_cache(old_dir: Path, new_masks: Path) -> int:
     return linked
 
 
-__all__ = ["check_plan_sources", "share_mask_cache"]
+
+
+# --- what the user confirms -----------------------------------------------------------------
+
+_ON_DISK = ("folder", "paired", "list", "webdataset", "pdf")   # source types that read files
+TRUST_FLAG = "--trust-plan-paths"
+
+
+def _normal_path(spec: SourceSpec) -> str:
+    from corruptor.sources.scheme import scheme_for
+
+    try:
+        return scheme_for(spec).normalize(spec.path)
+    except SourceError:   # no longer on disk: compared as typed, made absolute
+        return os.path.abspath(spec.path)
+
+
+def confirm_sources(declared: list[dict[str, Any]], given: list[SourceSpec], file: str) -> None:
+    """Every source ``declared`` in a plan that reads files must be restated in ``given`` with
+    its name and path: a dataset from elsewhere cannot point a rebuild at the user's files.
+    A release root restated as the build was given it stands for its pair folders."""
+    from corruptor.sources.sources import expand_release_roots
+
+    try:
+        given = expand_release_roots(list(given))
+    except SourceError as exc:
+        raise DatasetFileError(f"--source: {exc}") from None
+    restated = {spec.name: spec for spec in given}
+    names = {src["name"] for src in declared}
+    unknown = sorted(set(restated) - names)
+    if unknown:
+        raise DatasetFileError(f"--source {unknown[0]}: {file} declares no source of that name "
+                               f"(its sources: {', '.join(sorted(names))})")
+    for src in declared:
+        if src.get("type") not in _ON_DISK:
+            continue   # generated images (synthetic pages, embedded photos) read no file
+        name, path = src["name"], src["path"]
+        mine = restated.get(name)
+        if mine is None:
+            raise DatasetFileError(f"{file} reads source '{name}' from {path}; restate it with "
+                                   f"--source {name}={path} (or pass {TRUST_FLAG})")
+        if _normal_path(mine) != path:
+            raise DatasetFileError(f"--source {name}={mine.path}: {file} records source '{name}' at {path}, "
+                                   f"not there; restate that path (or pass {TRUST_FLAG})")
+
+
+def confirm_mask_inputs(mask_cfg: dict[str, Any] | None, given: dict[str, Any], file: str) -> None:
+    """The files a plan's mask settings read on a mask-cache miss (a SAM2 checkpoint, a
+    precomputed masks file) must be named again by the user with the build's flag for each."""
+    if not mask_cfg:
+        return
+    recorded = {"--sam2-checkpoint": (mask_cfg.get("sam2") or {}).get("checkpoint"),
+                "--precomputed-masks": mask_cfg.get("precomputed_path")}
+    for flag, path in recorded.items():
+        if path is None:
+            continue
+        mine = given.get(flag)
+        if mine is None or os.path.abspath(str(mine)) != os.path.abspath(str(path)):
+            raise DatasetFileError(f"{file}'s mask settings read {path} on a mask-cache miss; confirm it with "
+                                   f"{flag} {path} (or pass {TRUST_FLAG})")
+
+
+__all__ = ["check_plan_sources", "confirm_mask_inputs", "confirm_sources", "share_mask_cache"]

@@ -137,8 +137,6 @@ def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool,
 
 
 def validate(root: str | Path, decode: bool = True) -> ValidationReport:
-    import pyarrow.parquet as pq
-
     root = Path(root)
     report = ValidationReport(root)
     errors = report.errors
@@ -150,63 +148,75 @@ def validate(root: str | Path, decode: bool = True) -> ValidationReport:
     except (DatasetFileError, FormatError) as exc:
         errors.append(f"dataset.json unreadable: {exc}")
         return report
-    shards = ds["shards"]
-    report.shards = len(shards)
+    report.shards = len(ds["shards"])
     seen: set[str] = set()
     total_ok = 0
-    for i, entry in enumerate(shards):
-        name = entry["name"]
+    for i, entry in enumerate(ds["shards"]):
         shard_errors: list[str] = []
-        try:  # paths from the dataset's own file: never outside the dataset
-            tar_path = confined(root, entry["tar"], f"dataset.json: shards[{i}].tar")
-            pq_path = confined(root, entry["manifest"], f"dataset.json: shards[{i}].manifest")
-            stats_path = confined(root, f"shards/{name}.stats.json", f"dataset.json: shards[{i}].name")
-        except UnsafePathError as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        for p in (tar_path, pq_path, stats_path):
-            if not p.is_file():
-                shard_errors.append(f"{name}: {p.name} missing")
-        if shard_errors:
-            errors.extend(shard_errors)
-            continue
-        keys, digest = _read_tar(tar_path, decode, shard_errors, seen)
-        report.samples += len(keys)
-        total_ok += len(keys)
-        try:
-            table = pq.read_table(pq_path, columns=["key", "status"]).to_pylist()
-        except Exception as exc:  # any pyarrow failure means an unusable manifest; reported, not raised
-            shard_errors.append(f"{name}: manifest unreadable: {exc}")
-            table = None
-        try:
-            stats = read_stats(stats_path)
-        except DatasetFileError as exc:
-            shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON): {exc}")
-            stats = {}
-        if table is not None:
-            ok_keys = [r["key"] for r in table if r["status"] == "ok"]
-            if sorted(ok_keys) != sorted(keys):
-                lost = sorted(set(ok_keys) - set(keys))
-                extra = sorted(set(keys) - set(ok_keys))
-                if lost:
-                    shard_errors.append(f"{name}: {len(lost)} sample(s) in the manifest are missing from the tar, "
-                                        f"e.g. {lost[0]}")
-                if extra:
-                    shard_errors.append(f"{name}: {len(extra)} sample(s) in the tar are not ok in the manifest, "
-                                        f"e.g. {extra[0]}")
-            if len(table) != stats.get("rows"):
-                shard_errors.append(f"{name}: manifest has {len(table)} rows, stats say {stats.get('rows')}")
-        for label, value in (("stats", stats.get("ok")), ("dataset.json", entry.get("samples"))):
-            if value != len(keys):
-                shard_errors.append(f"{name}: tar has {len(keys)} samples, {label} says {value}")
-        if entry.get("tar_sha256") and entry["tar_sha256"] != digest:
-            shard_errors.append(f"{name}: tar sha256 differs from the one recorded at build time")
+        total_ok += _check_shard(root, i, entry, decode, seen, shard_errors)
         errors.extend(shard_errors[:MAX_ERRORS_PER_SHARD])
         if len(shard_errors) > MAX_ERRORS_PER_SHARD:
-            errors.append(f"{name}: {len(shard_errors) - MAX_ERRORS_PER_SHARD} more fault(s) not listed")
+            errors.append(f"{entry['name']}: {len(shard_errors) - MAX_ERRORS_PER_SHARD} more fault(s) not listed")
+    report.samples += total_ok
     counted = ds.get("counts", {}).get("pairs")
     if counted is not None and counted != total_ok:
         errors.append(f"dataset.json counts {counted} pairs, the shards hold {total_ok}")
     if total_ok == 0:   # well-formed but useless: a trainer would find nothing to read
         errors.append("the dataset holds no pairs (0 ok samples); see `corruptor stats` for why they failed")
     return report
+
+
+def _check_shard(root: Path, i: int, entry: dict[str, Any], decode: bool, seen: set[str],
+                 shard_errors: list[str]) -> int:
+    """Check shard ``i`` of dataset.json (tar, manifest, done marker); returns the samples its tar holds."""
+    name = entry["name"]
+    try:  # paths from the dataset's own file: never outside the dataset
+        tar_path = confined(root, entry["tar"], f"dataset.json: shards[{i}].tar")
+        pq_path = confined(root, entry["manifest"], f"dataset.json: shards[{i}].manifest")
+        stats_path = confined(root, f"shards/{name}.stats.json", f"dataset.json: shards[{i}].name")
+    except UnsafePathError as exc:
+        shard_errors.append(f"{name}: {exc}")
+        return 0
+    shard_errors += [f"{name}: {p.name} missing" for p in (tar_path, pq_path, stats_path) if not p.is_file()]
+    if shard_errors:
+        return 0
+    keys, digest = _read_tar(tar_path, decode, shard_errors, seen)
+    table = _read_manifest(pq_path, name, shard_errors)
+    try:
+        stats = read_stats(stats_path)
+    except DatasetFileError as exc:
+        shard_errors.append(f"{name}: {stats_path.name} is unreadable (a done marker must be valid JSON): {exc}")
+        stats = {}
+    if table is not None:
+        _compare_manifest(name, table, keys, stats, shard_errors)
+    for label, value in (("stats", stats.get("ok")), ("dataset.json", entry.get("samples"))):
+        if value != len(keys):
+            shard_errors.append(f"{name}: tar has {len(keys)} samples, {label} says {value}")
+    if entry.get("tar_sha256") and entry["tar_sha256"] != digest:
+        shard_errors.append(f"{name}: tar sha256 differs from the one recorded at build time")
+    return len(keys)
+
+
+def _read_manifest(path: Path, name: str, shard_errors: list[str]) -> list[dict] | None:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=["key", "status"]).to_pylist()
+    except Exception as exc:  # any pyarrow failure means an unusable manifest; reported, not raised
+        shard_errors.append(f"{name}: manifest unreadable: {exc}")
+        return None
+
+
+def _compare_manifest(name: str, table: list[dict], keys: list[str], stats: dict, shard_errors: list[str]) -> None:
+    ok_keys = [r["key"] for r in table if r["status"] == "ok"]
+    if sorted(ok_keys) != sorted(keys):
+        lost = sorted(set(ok_keys) - set(keys))
+        extra = sorted(set(keys) - set(ok_keys))
+        if lost:
+            shard_errors.append(f"{name}: {len(lost)} sample(s) in the manifest are missing from the tar, "
+                                f"e.g. {lost[0]}")
+        if extra:
+            shard_errors.append(f"{name}: {len(extra)} sample(s) in the tar are not ok in the manifest, "
+                                f"e.g. {extra[0]}")
+    if len(table) != stats.get("rows"):
+        shard_errors.append(f"{name}: manifest has {len(table)} rows, stats say {stats.get('rows')}")

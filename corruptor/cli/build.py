@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from corruptor.cli.main import UsageError
+from corruptor.cli.runner_args import add_runner_args, int_at_least
 
 DEMO_TARGET = 48
 DEMO_OCR_PAGES = 12
@@ -51,21 +52,6 @@ def mask_settings(args) -> dict | None:
     return cfg
 
 
-def int_at_least(low: int):
-    """argparse type: an integer >= ``low``; a bad value is one usage line naming the flag."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     try:
@@ -81,10 +67,7 @@ fraction.__name__ = "fraction in [0, 1]"
 
 
 def add_run_args(p) -> None:
-    p.add_argument("--distributor", default="local", choices=("local", "ray"))
-    p.add_argument("--workers", type=int_at_least(1), default=1, help="parallel shard workers (processes or Ray tasks)")
-    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else local)")
-    p.add_argument("--retries", type=int_at_least(0), default=2, help="attempts per failed shard after the first")
+    add_runner_args(p, "shard")
     p.add_argument("--mode", default="resume", choices=("resume", "overwrite"))
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun done shards whose samples failed transiently (I/O, memory)")

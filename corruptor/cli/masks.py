@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from corruptor.cli.runner_args import add_runner_args, runner_settings
 from corruptor.masks.source import FALLBACK_SOURCES, MASK_SOURCE_KINDS
 
 
@@ -21,8 +22,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder; masks go to DIR/masks")
     p.add_argument("--mask-source", choices=MASK_SOURCE_KINDS, default=None,
                    help="default: sam2 when --sam2-checkpoint is given, else felzenszwalb")
-    p.add_argument("--distributor", choices=("ray", "local"), default="ray",
-                   help="ray: Ray Data job (local cluster, or RAY_ADDRESS); local: in this process")
+    add_runner_args(p, "batch")
     g = p.add_argument_group("shared")
     g.add_argument("--min-area", type=float, help="smallest mask: pixels if >= 1, else a fraction of the image")
     g.add_argument("--max-masks", type=int)
@@ -61,6 +61,7 @@ def config_from_args(args: argparse.Namespace):
 
     from corruptor.cli.main import UsageError
     from corruptor.masks.source import MaskSourceConfig
+    from maa_format.errors import describe_validation_error
 
     kind = args.mask_source or ("sam2" if args.sam2_checkpoint else FALLBACK_SOURCES[0])
     sam2 = {k: v for k, v in {
@@ -76,11 +77,11 @@ def config_from_args(args: argparse.Namespace):
     try:
         return MaskSourceConfig(**doc, sam2=sam2)
     except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"invalid mask settings: {fields}") from None
+        raise UsageError(describe_validation_error(exc, "invalid mask settings")) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    from corruptor.cli.build import progress_mode
     from corruptor.cli.main import UsageError
     from corruptor.masks.job import run_mask_job
     from corruptor.masks.source import MaskError
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     sources = parse_sources(args.source)
     cfg = config_from_args(args)
     try:
-        report = run_mask_job(sources, cfg, args.out, distributor=args.distributor, progress=not args.no_progress)
+        report = run_mask_job(sources, cfg, args.out, distributor=args.distributor, progress=progress_mode(args),
+                              settings=runner_settings(args))
     except (MaskError, SourceError) as exc:
         raise UsageError(str(exc)) from None
     done = ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items())) or "nothing to do"

@@ -1,10 +1,10 @@
 """The mask stage at scale: fill a dataset's mask cache for every source image.
 
 Reader (scan the build's sources, hash each item's bytes), worker (`MaskWorker`: read,
-decode, segment, write the cache) and two distributors with one signature: ``local``
-(in-process, for small runs and tests) and ``ray`` (Ray Data; SAM2 as an actor pool with
-one GPU per actor, scikit-image sources as CPU tasks). Images already in the cache are
-skipped before anything is scheduled, so a stopped job resumes where it left off.
+decode, segment, write the cache), run in batches by the build's runners
+(`corruptor.run.registry`: ``local`` processes or ``ray``; SAM2 on a GPU runs on Ray
+actors holding one GPU each, so the model loads once per actor). Images already in the
+cache are skipped before anything is scheduled, so a stopped job resumes where it left off.
 
 Sources are the build's own (`corruptor.sources.sources`): folders, path lists, WebDataset tars,
 ref/dis pair folders, synthetic and embedded images. Each item is hashed from the bytes
@@ -20,7 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -28,11 +28,12 @@ from corruptor.masks.cache import MaskCache, remove_stale_temps, temp_file
 from maa_format.io import atomic_write
 from corruptor.masks.registry import make_mask_source, validate
 from corruptor.masks.source import MaskError, MaskSourceConfig
+from corruptor.run.registry import UnknownRunnerError, make_runner
+from corruptor.run.runner import RunnerError, RunnerSettings
 from corruptor.sources.sources import Locator, SourceItem, SourceSpec, scan_sources
 
 log = logging.getLogger(__name__)
 
-Distributor = Literal["local", "ray"]
 ITEM_FIELDS: tuple[str, ...] = ("source", "ref", "path", "locator", "sha256")
 # Reading these is I/O (plain files, tar members), so several readers overlap their waits.
 # Generated images (synthetic pages, embedded photos) are rendered one at a time: the
@@ -187,79 +188,67 @@ def _batch_size(cfg: MaskSourceConfig) -> int:
     return cfg.sam2.images_per_batch if cfg.kind == "sam2" else 8
 
 
-def run_local(items: list[dict], cfg: MaskSourceConfig, masks_root: Path, on_rows: Callable[[list[dict]], None]) -> None:
-    worker = MaskWorker(cfg.model_dump_json(), str(masks_root))
-    step = _batch_size(cfg)
-    for start in range(0, len(items), step):
-        on_rows(worker.process(items[start:start + step]))
+# One loaded worker (a model, for SAM2) per process and settings: a runner sends many
+# batches to one process, and loading per batch would cost more than segmenting it.
+_LOADED: dict[tuple[str, str], MaskWorker] = {}
 
 
-def run_ray(items: list[dict], cfg: MaskSourceConfig, masks_root: Path, on_rows: Callable[[list[dict]], None],
-            ray_init: dict | None = None, num_gpus: int | None = None) -> None:
-    """Ray Data job; ``ray.init()`` starts a local cluster unless RAY_ADDRESS names one.
+@dataclass(frozen=True)
+class MaskBatch:
+    """The runner's worker function: one batch of items (dicts of ITEM_FIELDS) -> their rows."""
 
-    The cache folder must be on storage every node can write (a local path for a local cluster).
-    """
-    import ray
+    cfg_json: str
+    masks_root: str
 
-    if not ray.is_initialized():
-        ray.init(**{"log_to_driver": False, **(ray_init or {})})
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the command prints one bar of its own
-    ds = ray.data.from_items(items)
-    kwargs = {"cfg_json": cfg.model_dump_json(), "masks_root": str(masks_root)}
-    if cfg.kind == "sam2" and cfg.sam2.device != "cpu":
-        gpus = num_gpus if num_gpus is not None else int(ray.cluster_resources().get("GPU", 0))
-        if gpus < 1:
-            raise MaskError("the Ray cluster has no GPU for SAM2; set sam2.device=cpu or use felzenszwalb/slic")
-        out = ds.map_batches(MaskWorker, fn_constructor_kwargs=kwargs, batch_size=_batch_size(cfg),
-                             num_gpus=1, concurrency=gpus, batch_format="numpy")
-    else:
-        # CPU sources: one actor per CPU keeps the model/settings load per process, not per batch.
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        out = ds.map_batches(MaskWorker, fn_constructor_kwargs=kwargs, batch_size=_batch_size(cfg),
-                             num_cpus=1, concurrency=(1, cpus), batch_format="numpy")
-    for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-        n = len(batch["sha256"])
-        on_rows([{k: (int(batch[k][i]) if k == "count" else str(batch[k][i])) for k in batch} for i in range(n)])
+    def __call__(self, items: list[dict]) -> list[dict]:
+        key = (self.cfg_json, self.masks_root)
+        if key not in _LOADED:
+            _LOADED[key] = MaskWorker(self.cfg_json, self.masks_root)
+        return _LOADED[key].process(items)
+
+
+def runner_settings(cfg: MaskSourceConfig, distributor: str, settings: RunnerSettings | None) -> RunnerSettings:
+    """SAM2 on a GPU holds one GPU per Ray worker; everything else runs as it is asked to."""
+    settings = settings or RunnerSettings()
+    if distributor == "ray" and cfg.kind == "sam2" and cfg.sam2.device != "cpu" and not settings.gpus_per_worker:
+        settings = settings.model_copy(update={"gpus_per_worker": 1.0})
+    return settings
 
 
 def run_mask_job(sources: Sequence[SourceSpec] | Mapping[str, str | Path], cfg: MaskSourceConfig, out_dir: Path,
-                 distributor: Distributor = "local", progress: bool = True, ray_init: dict | None = None
+                 distributor: str = "local", progress: bool | str = True, settings: RunnerSettings | None = None
                  ) -> MaskJobReport:
     """Fill ``out_dir/masks`` for every image of ``sources`` (the build's source specs, or
-    ``{name: path}``); returns per-status counts. Raises `MaskError` for unusable mask
-    settings and `SourceError` for an unusable source, both before any segmentation."""
-    if distributor not in ("local", "ray"):
-        raise ValueError(f"unknown distributor '{distributor}'; allowed: local, ray")
+    ``{name: path}``); returns per-status counts. ``distributor`` names a runner
+    (`corruptor.run.registry`), ``settings`` its workers, retries and cluster address.
+    Raises `MaskError` for unusable mask or runner settings and `SourceError` for an
+    unusable source, both before any segmentation."""
+    try:
+        runner = make_runner(distributor, runner_settings(cfg, distributor, settings))
+    except UnknownRunnerError as exc:
+        raise ValueError(str(exc)) from None
     validate(cfg)  # bad checkpoint / config fails here, before any image is read
     masks_root = Path(out_dir) / "masks"
     remove_stale_temps(masks_root)  # here, before any worker starts writing
     cache = MaskCache(masks_root, cfg)
-    all_items, unreadable = collect(sources, progress=progress)
+    all_items, unreadable = collect(sources, progress=bool(progress))
     report = MaskJobReport(settings_hash=cache.settings_hash, total=len(all_items) + len(unreadable))
     for row in unreadable:
         report.add(row)
     todo = [asdict(it) for it in all_items if not cache.has(it.sha256)]
     report.skipped_cached = len(all_items) - len(todo)
-    if todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"masks ({cfg.kind})", unit="img", disable=not progress)
-
-        def on_rows(rows: Iterable[dict]) -> None:
-            rows = list(rows)
-            for r in rows:
-                report.add(r)
-            bar.update(len(rows))
-
-        try:
-            if distributor == "local":
-                run_local(todo, cfg, masks_root, on_rows)
-            else:
-                run_ray(todo, cfg, masks_root, on_rows, ray_init=ray_init)
-        finally:
-            bar.close()
+    step = _batch_size(cfg)
+    batches = [todo[start:start + step] for start in range(0, len(todo), step)]
+    try:
+        outcomes = runner.run(batches, MaskBatch(cfg.model_dump_json(), str(masks_root)), progress=progress,
+                              desc=f"masks ({cfg.kind})", unit="img") if batches else []
+    except RunnerError as exc:
+        raise MaskError(f"{exc}; set sam2.device=cpu or use felzenszwalb/slic") from None
+    finally:
+        _LOADED.clear()   # a later job in this process may come with other files on disk
+    for batch, outcome in zip(batches, outcomes):
+        for row in outcome.result if outcome.ok else [_row(it, "error", 0, outcome.error) for it in batch]:
+            report.add(row)
     _write_report(cache, report)
     return report
 

@@ -9,37 +9,18 @@ between machines and would break byte-identical builds.
 """
 from __future__ import annotations
 
-import functools
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from corruptor.sources import page_kit as kit
+from corruptor.sources.page_kit import available_fonts
+
+__all__ = ["OCR_KINDS", "available_fonts", "render_page"]
 
 OCR_KINDS: tuple[str, ...] = ("document", "table", "receipt", "sign")
 
-# Faces used from matplotlib's data folder, when present. Display/symbol faces lack letters.
-_PACKAGE_FACES: tuple[str, ...] = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
-    "DejaVuSansMono-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
-    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
-)
-_SYSTEM_FONT_DIRS: tuple[str, ...] = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts",
-                                      "C:/Windows/Fonts")
-
-_WORDS = (
-    "account annual area balance board budget building center change city clear company "
-    "control cost country customer data day delivery design detail district east energy "
-    "equipment estimate event field figure final floor form fund general group growth health "
-    "history hotel house index item level line local main market meeting member method model "
-    "month national network north notice number office order page paper part payment period "
-    "place plan point policy price program project public quality quarter rate record region "
-    "report request result review river road room route sales school section service share "
-    "south space staff station street study summary supply system table team term total "
-    "transport unit update value volume water week west window work year zone"
-).split()
 _PRODUCTS = (
     "milk bread coffee apples rice pasta butter cheese eggs tea juice yogurt soap towels "
     "tomatoes onions chicken salmon cereal cookies water beans lettuce oranges"
@@ -51,220 +32,69 @@ _SIGN_TEXT = (
 )
 
 
-@dataclass(frozen=True)
-class FontFace:
-    name: str
-    path: str | None  # None: Pillow's built-in face
-    monospace: bool = False
-    bold: bool = False
-
-
-def _package_font_dir() -> Path | None:
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    return folder if folder.is_dir() else None
-
-
-@functools.lru_cache(maxsize=2)
-def available_fonts(include_system: bool = False) -> tuple[FontFace, ...]:
-    """Fonts the generator can use, in a fixed order; Pillow's built-in face always first."""
-    faces = [FontFace("pillow-default", None)]
-    folder = _package_font_dir()
-    if folder is not None:
-        for file in _PACKAGE_FACES:
-            if (folder / file).is_file():
-                faces.append(FontFace(file.rsplit(".", 1)[0], str(folder / file),
-                                      monospace="Mono" in file, bold="Bol" in file))
-    if include_system:
-        known = {f.name for f in faces}
-        for root in _SYSTEM_FONT_DIRS:
-            for path in sorted(Path(root).rglob("*")) if os.path.isdir(root) else ():
-                if path.suffix.lower() in (".ttf", ".otf") and path.stem not in known:
-                    known.add(path.stem)
-                    faces.append(FontFace(path.stem, str(path), monospace="mono" in path.stem.lower(),
-                                          bold="bold" in path.stem.lower()))
-    return tuple(faces)
-
-
-@functools.lru_cache(maxsize=256)
-def _load_font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if path is None:
-        return ImageFont.load_default(size=size)
-    return ImageFont.truetype(path, size=size)
-
-
-def _pick_face(rng: np.random.Generator, *, monospace: bool | None = None,
-               bold: bool | None = None) -> FontFace:
-    faces = [f for f in available_fonts()
-             if (monospace is None or f.monospace == monospace) and (bold is None or f.bold == bold)]
-    faces = faces or list(available_fonts())
-    return faces[int(rng.integers(len(faces)))]
-
-
-def _font(rng: np.random.Generator, size: float,
-          **style: bool | None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    face = _pick_face(rng, **style)
-    return _load_font(face.path, max(6, int(round(size))))
-
-
-# ---------------------------------------------------------------------------- colours, paper
-
-def _luma(rgb: tuple[int, int, int]) -> float:
-    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-
-
-def _light_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    base = rng.integers(215, 256)
-    tint = rng.integers(-18, 8, 3)
-    return tuple(int(v) for v in np.clip(base + tint, 190, 255))
-
-
-def _dark_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    if rng.random() < 0.6:  # near-black ink
-        v = int(rng.integers(0, 50))
-        return (v, v, v + int(rng.integers(0, 30)))
-    hue = rng.integers(0, 3)
-    colour = rng.integers(0, 70, 3)
-    colour[hue] = rng.integers(90, 160)
-    return tuple(int(v) for v in colour)
-
-
-def _saturated_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    colour = rng.integers(0, 90, 3)
-    colour[rng.integers(0, 3)] = rng.integers(150, 256)
-    if rng.random() < 0.4:
-        colour[rng.integers(0, 3)] = rng.integers(120, 256)
-    return tuple(int(v) for v in colour)
-
-
-def _contrasting(rng: np.random.Generator, background: tuple[int, int, int]) -> tuple[int, int, int]:
-    if _luma(background) > 128:
-        return _dark_colour(rng)
-    v = int(rng.integers(225, 256))
-    return (v, v, int(rng.integers(200, 256)))
-
-
-def _paper(rng: np.random.Generator, height: int, width: int, colour: tuple[int, int, int]) -> Image.Image:
-    """Flat colour with a gentle lighting gradient and fine grain."""
-    y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
-    x = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
-    gx, gy = rng.uniform(-10, 10, 2)
-    shade = gx * x + gy * y
-    grain = rng.normal(0.0, rng.uniform(0.5, 4.0), (height, width)).astype(np.float32)
-    page = np.asarray(colour, np.float32)[None, None, :] + (shade + grain)[..., None]
-    return Image.fromarray(np.clip(np.rint(page), 0, 255).astype(np.uint8), "RGB")
-
-
-# ---------------------------------------------------------------------------- text helpers
-
-def _words(rng: np.random.Generator, count: int) -> list[str]:
-    return [_WORDS[i] for i in rng.integers(0, len(_WORDS), count)]
-
-
-def _sentence(rng: np.random.Generator, low: int = 5, high: int = 14) -> str:
-    words = _words(rng, int(rng.integers(low, high)))
-    if rng.random() < 0.3:
-        words.insert(int(rng.integers(len(words))), str(int(rng.integers(1, 2000))))
-    text = " ".join(words)
-    return text[0].upper() + text[1:] + "."
-
-
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> float:
-    return draw.textlength(text, font=font)
-
-
-def _line_height(font) -> int:
-    left, top, right, bottom = font.getbbox("Ag")
-    return max(1, bottom - top)
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
-    """``text`` cut (from the end) to fit ``width``; may come back empty."""
-    while text and _text_width(draw, text, font) > width:
-        text = text[:-1]
-    return text.rstrip()
-
-
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> list[str]:
-    lines, current = [], ""
-    for word in text.split():
-        candidate = f"{current} {word}".strip()
-        if current and _text_width(draw, candidate, font) > width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    if current:
-        lines.append(current)
-    return lines
-
-
 # ---------------------------------------------------------------------------- page kinds
 
 def _document(rng: np.random.Generator, height: int, width: int) -> Image.Image:
-    paper = _light_colour(rng)
-    page = _paper(rng, height, width, paper)
+    paper = kit.light_colour(rng)
+    page = kit.paper_texture(rng, height, width, paper)
     draw = ImageDraw.Draw(page)
     unit = min(height, width) / 512
-    ink = _dark_colour(rng)
+    ink = kit.dark_colour(rng)
     margin = int(width * rng.uniform(0.05, 0.1))
     y = int(height * rng.uniform(0.04, 0.08))
-    title_font = _font(rng, rng.uniform(22, 36) * unit, bold=True)
-    title = " ".join(_words(rng, int(rng.integers(2, 6)))).title()
-    for line in _wrap(draw, title, title_font, width - 2 * margin):
+    title_font = kit.random_font(rng, rng.uniform(22, 36) * unit, bold=True)
+    title = " ".join(kit.random_words(rng, int(rng.integers(2, 6)))).title()
+    for line in kit.wrap_text(draw, title, title_font, width - 2 * margin):
         draw.text((margin, y), line, font=title_font, fill=ink)
-        y += int(_line_height(title_font) * 1.4)
+        y += int(kit.line_height(title_font) * 1.4)
     y += int(6 * unit)
     columns = 2 if width >= 300 and rng.random() < 0.35 else 1
     gutter = int(16 * unit)
     col_width = (width - 2 * margin - gutter * (columns - 1)) / columns
-    body_font = _font(rng, rng.uniform(10, 17) * unit, bold=False)
-    body_ink = ink if rng.random() < 0.7 else _dark_colour(rng)
-    leading = _line_height(body_font) * rng.uniform(1.25, 1.7)
+    body_font = kit.random_font(rng, rng.uniform(10, 17) * unit, bold=False)
+    body_ink = ink if rng.random() < 0.7 else kit.dark_colour(rng)
+    leading = kit.line_height(body_font) * rng.uniform(1.25, 1.7)
     top = y
     for column in range(columns):
         x0, y = margin + column * (col_width + gutter), top
         while y < height - margin:
             bullet = rng.random() < 0.2
-            text = _sentence(rng, 12, 40) if not bullet else _sentence(rng, 3, 9)
+            text = kit.random_sentence(rng, 12, 40) if not bullet else kit.random_sentence(rng, 3, 9)
             indent = int(14 * unit) if bullet else 0
-            for line in _wrap(draw, text, body_font, col_width - indent):
+            for line in kit.wrap_text(draw, text, body_font, col_width - indent):
                 if y + leading > height - margin:
                     break
                 if bullet and indent:
                     r = max(1, int(2 * unit))
-                    cy = int(y + _line_height(body_font) / 2)
+                    cy = int(y + kit.line_height(body_font) / 2)
                     draw.ellipse((x0 + 2, cy - r, x0 + 2 + 2 * r, cy + r), fill=body_ink)
                 draw.text((x0 + indent, y), line, font=body_font, fill=body_ink)
                 y += leading
             y += leading * rng.uniform(0.3, 1.0)
-    footer_font = _font(rng, 9 * unit)
+    footer_font = kit.random_font(rng, 9 * unit)
     draw.text((width // 2, height - margin // 2), str(int(rng.integers(1, 300))), font=footer_font,
               fill=body_ink, anchor="mm")
     return page
 
 
 def _table(rng: np.random.Generator, height: int, width: int) -> Image.Image:
-    paper = _light_colour(rng)
-    page = _paper(rng, height, width, paper)
+    paper = kit.light_colour(rng)
+    page = kit.paper_texture(rng, height, width, paper)
     draw = ImageDraw.Draw(page)
     unit = min(height, width) / 512
-    ink = _dark_colour(rng)
+    ink = kit.dark_colour(rng)
     stripe = tuple(max(0, v - 18) for v in paper)
     rule = tuple(int(v) for v in np.clip(np.asarray(ink) + rng.integers(0, 90), 0, 255))
-    accent = _saturated_colour(rng)
+    accent = kit.saturated_colour(rng)
     header_fill = tuple(int(v) for v in (0.35 * np.asarray(accent) + 0.65 * 255))
     margin = int(min(height, width) * rng.uniform(0.04, 0.09))
     rows, cols = int(rng.integers(5, 16)), int(rng.integers(2, 6))
-    font = _font(rng, rng.uniform(10, 16) * unit)
-    bold = _font(rng, rng.uniform(10, 16) * unit, bold=True)
-    caption_font = _font(rng, rng.uniform(14, 22) * unit, bold=True)
-    caption = f"Table {int(rng.integers(1, 20))}. {_sentence(rng, 3, 7)}"
+    font = kit.random_font(rng, rng.uniform(10, 16) * unit)
+    bold = kit.random_font(rng, rng.uniform(10, 16) * unit, bold=True)
+    caption_font = kit.random_font(rng, rng.uniform(14, 22) * unit, bold=True)
+    caption = f"Table {int(rng.integers(1, 20))}. {kit.random_sentence(rng, 3, 7)}"
     draw.text((margin, margin), caption, font=caption_font, fill=ink)
-    top = margin + int(_line_height(caption_font) * 1.8)
+    top = margin + int(kit.line_height(caption_font) * 1.8)
     row_h = max(4.0, (height - top - margin) / rows)
     widths = rng.uniform(0.6, 1.4, cols)
     edges = margin + np.concatenate([[0], np.cumsum(widths / widths.sum())]) * (width - 2 * margin)
@@ -277,9 +107,9 @@ def _table(rng: np.random.Generator, height: int, width: int) -> Image.Image:
             draw.rectangle((edges[0], y0, edges[-1], y1), fill=stripe)
         for c in range(cols):
             if r == 0:
-                text, cell_font = _words(rng, 1)[0].title(), bold
+                text, cell_font = kit.random_words(rng, 1)[0].title(), bold
             elif c == 0:
-                text, cell_font = " ".join(_words(rng, int(rng.integers(1, 3)))), font
+                text, cell_font = " ".join(kit.random_words(rng, int(rng.integers(1, 3)))), font
             else:
                 value = rng.uniform(0, 10 ** rng.integers(1, 6))
                 if rng.random() < 0.8:
@@ -288,7 +118,7 @@ def _table(rng: np.random.Generator, height: int, width: int) -> Image.Image:
                     text = f"{rng.uniform(0, 100):.1f}%"
                 cell_font = font
             pad = 4 * unit
-            text = _fit(draw, text, cell_font, edges[c + 1] - edges[c] - 2 * pad)
+            text = kit.fit_text(draw, text, cell_font, edges[c + 1] - edges[c] - 2 * pad)
             right = c > 0 and r > 0
             x = edges[c + 1] - pad if right else edges[c] + pad
             draw.text((x, (y0 + y1) / 2), text, font=cell_font, fill=ink, anchor="rm" if right else "lm")
@@ -306,27 +136,27 @@ def _table(rng: np.random.Generator, height: int, width: int) -> Image.Image:
 
 def _receipt(rng: np.random.Generator, height: int, width: int) -> Image.Image:
     backdrop = tuple(int(v) for v in rng.integers(30, 140, 3))
-    page = _paper(rng, height, width, backdrop)
+    page = kit.paper_texture(rng, height, width, backdrop)
     unit = min(height, width) / 512
     strip_w = int(width * rng.uniform(0.5, 0.8))
     x0 = int(rng.integers(0, width - strip_w + 1))
     y_top = int(rng.integers(0, max(1, height // 12)))
-    strip = _paper(rng, height - y_top, strip_w, _light_colour(rng))
+    strip = kit.paper_texture(rng, height - y_top, strip_w, kit.light_colour(rng))
     page.paste(strip, (x0, y_top))
     draw = ImageDraw.Draw(page)
-    ink = tuple(int(v) for v in rng.integers(20, 90, 3)) if rng.random() < 0.5 else _dark_colour(rng)
-    font = _font(rng, rng.uniform(10, 15) * unit, monospace=True)
-    big = _font(rng, rng.uniform(16, 24) * unit, bold=True)
+    ink = tuple(int(v) for v in rng.integers(20, 90, 3)) if rng.random() < 0.5 else kit.dark_colour(rng)
+    font = kit.random_font(rng, rng.uniform(10, 15) * unit, monospace=True)
+    big = kit.random_font(rng, rng.uniform(16, 24) * unit, bold=True)
     pad = max(2, int(strip_w * 0.06))
     left, right = x0 + pad, x0 + strip_w - pad
     centre = x0 + strip_w / 2
     y = y_top + pad
-    leading = _line_height(font) * 1.45
-    draw.text((centre, y), " ".join(_words(rng, 2)).upper(), font=big, fill=ink, anchor="mt")
-    y += _line_height(big) * 1.6
+    leading = kit.line_height(font) * 1.45
+    draw.text((centre, y), " ".join(kit.random_words(rng, 2)).upper(), font=big, fill=ink, anchor="mt")
+    y += kit.line_height(big) * 1.6
     day, month, year = int(rng.integers(1, 29)), int(rng.integers(1, 13)), int(rng.integers(2010, 2030))
     hour, minute = int(rng.integers(0, 24)), int(rng.integers(0, 60))
-    for line in (f"{int(rng.integers(1, 999))} {_words(rng, 1)[0].title()} St",
+    for line in (f"{int(rng.integers(1, 999))} {kit.random_words(rng, 1)[0].title()} St",
                  f"{day:02d}/{month:02d}/{year}  {hour:02d}:{minute:02d}"):
         draw.text((centre, y), line, font=font, fill=ink, anchor="mt")
         y += leading
@@ -362,21 +192,21 @@ def _sign(rng: np.random.Generator, height: int, width: int) -> Image.Image:
     wall = top_c * (1 - t) + bottom_c * t + rng.normal(0, 3, (height, width, 1)).astype(np.float32)
     wall = np.broadcast_to(wall, (height, width, 3))
     page = Image.fromarray(np.clip(np.rint(wall), 0, 255).astype(np.uint8))
-    board_colour = _saturated_colour(rng) if rng.random() < 0.7 else _light_colour(rng)
-    text_colour = _contrasting(rng, board_colour)
+    board_colour = kit.saturated_colour(rng) if rng.random() < 0.7 else kit.light_colour(rng)
+    text_colour = kit.contrasting(rng, board_colour)
     unit = min(height, width) / 512
     lines = [_SIGN_TEXT[int(i)] for i in rng.choice(len(_SIGN_TEXT), int(rng.integers(1, 3)), replace=False)]
     if rng.random() < 0.4:
-        lines.append(" ".join(_words(rng, int(rng.integers(1, 3)))).title())
+        lines.append(" ".join(kit.random_words(rng, int(rng.integers(1, 3)))).title())
     board_w = int(width * rng.uniform(0.6, 0.92))
     font_size = rng.uniform(36, 90) * unit
-    face = _pick_face(rng, bold=True if rng.random() < 0.8 else None)
-    font = _load_font(face.path, max(6, int(round(font_size))))
+    face = kit.pick_face(rng, bold=True if rng.random() < 0.8 else None)
+    font = kit.load_font(face.path, max(6, int(round(font_size))))
     scratch = ImageDraw.Draw(page)
-    widest = max(_text_width(scratch, line, font) for line in lines)
+    widest = max(kit.text_width(scratch, line, font) for line in lines)
     if widest > board_w * 0.88:  # shrink to fit the board
-        font = _load_font(face.path, max(6, int(font_size * board_w * 0.88 / widest)))
-    line_h = _line_height(font) * 1.35
+        font = kit.load_font(face.path, max(6, int(font_size * board_w * 0.88 / widest)))
+    line_h = kit.line_height(font) * 1.35
     board_h = int(min(height * 0.9, line_h * len(lines) + 2 * line_h * 0.5))
     layer = Image.new("RGBA", (board_w, board_h), board_colour + (255,))
     draw = ImageDraw.Draw(layer)

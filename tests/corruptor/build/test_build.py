@@ -13,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from corruptor.run import distributor
+from corruptor.run import local as local_runner, progress as progress_mod, ray_runner
 
 from corruptor.build import worker
 from corruptor.build.builder import BuildConfig, BuildError, build, rebuild
-from corruptor.run.distributor import run_shards
+from corruptor.run.registry import run_tasks
+from corruptor.run.runner import RunnerSettings
 from corruptor.sources.sources import Locator, SourceSpec
 from corruptor.build.validate import validate
 from corruptor.build.writer import PARTIAL_TAG
@@ -86,17 +87,18 @@ def progress_log(monkeypatch):
     """Every (task, done) the driver's progress bar receives, partial reports included."""
     log = []
 
-    class Recording(distributor.Progress):
+    class Recording(progress_mod.Progress):
         def update(self, index, done):
             log.append((index, done, self.sizes[index]))
             super().update(index, done)
 
-    monkeypatch.setattr(distributor, "Progress", Recording)
+    for runner_module in (local_runner, ray_runner):
+        monkeypatch.setattr(runner_module, "Progress", Recording)
     return log
 
 
 def test_progress_counts_each_item_once_across_retries():
-    bar = distributor.Progress([3, 2], enabled=False)
+    bar = progress_mod.Progress([3, 2], enabled=False)
     for index, done in ((0, 1), (0, 2), (1, 1), (0, 1), (0, 2), (0, 3)):  # task 0 retried after 2 items
         bar.update(index, done)
     assert bar.done == [3, 1]
@@ -226,7 +228,8 @@ def test_rebuild_reuses_plan_and_masks_without_segmenting(photos, tmp_path, monk
     new = tmp_path / "new"
     in_flight = next((old / "masks").rglob("*.parquet")).with_name(".abcdef01.other-node-7.q1w2.tmp")
     in_flight.write_bytes(b"PAR1 half")  # a temp file is never a cache entry, so it is not carried over
-    report = rebuild(old, OTHER_RECIPE, new)
+    restated = [SourceSpec("alpha", str(photos / "a")), SourceSpec("beta", str(photos / "b"))]
+    report = rebuild(old, OTHER_RECIPE, new, sources=restated)
     assert calls == [] and report.rows == 12
     assert in_flight.exists() and not [p for p in (new / "masks").rglob("*") if p.name.endswith(".tmp")]
     keys = lambda d: sorted(k for p in (d / "shards").glob("*.parquet") for k in pq.read_table(p).column("key").to_pylist())
@@ -268,7 +271,7 @@ def _flaky_worker(task):
 
 def test_distributor_retries_then_reports_failures():
     tasks = [{"fail": 1, "value": 1}, {"fail": 5, "value": 2}, {"fail": 0, "value": 3}]
-    out = run_shards(tasks, _flaky_worker, distributor="local", workers=1, retries=2)
+    out = run_tasks(tasks, _flaky_worker, runner="local", settings=RunnerSettings(workers=1, retries=2))
     assert [o.result for o in out] == [2, None, 6]
     assert [o.attempts for o in out] == [2, 3, 1]
     assert "flaky" in out[1].error
@@ -278,10 +281,11 @@ def test_ctrl_c_stops_the_pool_instead_of_draining_the_queue(tmp_path):
     script = (
         "import signal, sys\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored\n"
-        "from corruptor.run.distributor import run_shards\n"
+        "from corruptor.run.registry import run_tasks\n"
+        "from corruptor.run.runner import RunnerSettings\n"
         "from tests.corruptor.build.build_fixtures import slow_marker_task\n"
         "try:\n"
-        f"    run_shards([({str(tmp_path)!r}, i) for i in range(20)], slow_marker_task, workers=2)\n"
+        f"    run_tasks([({str(tmp_path)!r}, i) for i in range(20)], slow_marker_task, settings=RunnerSettings(workers=2))\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(130)\n"
     )

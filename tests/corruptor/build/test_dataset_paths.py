@@ -221,7 +221,7 @@ def test_rebuild_never_links_a_planted_mask_symlink(ds, world, tmp_path):
     entry.unlink()
     os.symlink(world / "private", entry)
     with pytest.raises(BuildError, match="is a symbolic link; a mask cache holds regular files only"):
-        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", trust_plan_paths=True)
     assert os.stat(world / "private").st_nlink == 1
     assert not (tmp_path / "new").exists() or not [p for p in (tmp_path / "new").rglob("*") if p.is_file()]
 
@@ -231,15 +231,68 @@ def test_rebuild_refuses_a_masks_folder_linked_from_outside(ds, world, tmp_path)
     shutil.move(ds / "masks", outside)
     os.symlink(outside, ds / "masks")
     with pytest.raises(BuildError, match="masks is a symbolic link"):
-        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", trust_plan_paths=True)
 
 
 def test_untouched_copy_still_rebuilds(ds, tmp_path):
     worker._mask_cache.cache_clear()
-    report = rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+    report = rebuild(ds, OTHER_RECIPE, tmp_path / "new", trust_plan_paths=True)
     assert report.rows == 6 and validate(tmp_path / "new").ok
     assert any(os.path.samefile(p, ds / p.relative_to(tmp_path / "new"))
                for p in (tmp_path / "new" / "masks").rglob("*.parquet"))
+
+
+def _retarget(ds: Path, name: str, path: str) -> None:
+    """A hostile copy: the plan and dataset.json declare source ``name`` at ``path`` (items moved along)."""
+    for file in ("plan.json", "dataset.json"):
+        def change(d, file=file):
+            sources = d["plan"]["sources"] if file == "plan.json" else d["sources"]
+            old = next(s for s in sources if s["name"] == name)
+            if file == "plan.json":
+                for it in d["plan"]["items"]:
+                    if it["source"] == name:
+                        it["locator"][1] = it["locator"][1].replace(old["path"], path)
+            old["path"] = path
+        edit(ds / file, change)
+
+
+def test_rebuild_reads_a_plans_sources_only_when_the_user_restates_them(ds, world, tmp_path, capsys):
+    alpha, lst = str(world / "src" / "a"), str(world / "list.txt")
+    with pytest.raises(BuildError, match=rf"reads source 'alpha' from {alpha}; restate it with "
+                                         rf"--source alpha={alpha} \(or pass --trust-plan-paths\)"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(BuildError, match=rf"--source alpha={world}: .* records source 'alpha' at {alpha}"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", sources=[SourceSpec("alpha", str(world)),
+                                                              SourceSpec("lst", lst)])
+    with pytest.raises(BuildError, match="--source extra: .* declares no source of that name"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", sources=[SourceSpec("extra", lst)])
+    worker._mask_cache.cache_clear()
+    args = ["rebuild", str(ds), "--recipe", "maa-global", "--out", str(tmp_path / "new"), "--no-progress"]
+    assert cli(args) == 2 and "--trust-plan-paths" in one_line(capsys.readouterr().err)
+    assert cli(args + ["--source", f"alpha={alpha}", "--source", f"lst={lst}"]) == 0
+    assert validate(tmp_path / "new").ok
+
+
+def test_a_hostile_plan_pointing_at_a_private_folder_is_refused_unless_trusted(ds, world, tmp_path):
+    """The plan's locators stay inside its declared source, so only the user's word stops this."""
+    _retarget(ds, "alpha", str(world / "outside"))
+    edit(ds / "plan.json", lambda d: [it["locator"].__setitem__(1, str(world / "outside" / "img000.png"))
+                                      for it in d["plan"]["items"] if it["source"] == "alpha"])
+    with pytest.raises(BuildError, match=rf"reads source 'alpha' from {world / 'outside'}"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", sources=[SourceSpec("lst", str(world / "list.txt"))])
+
+
+def test_rebuild_asks_for_the_files_the_plans_mask_settings_read(ds, world, tmp_path):
+    masks = world / "masks.json"
+    edit(ds / "plan.json", lambda d: d["build"]["mask_source"].update(precomputed_path=str(masks)))
+    restated = [SourceSpec("alpha", str(world / "src" / "a")), SourceSpec("lst", str(world / "list.txt"))]
+    with pytest.raises(BuildError, match=rf"mask settings read {masks} on a mask-cache miss; confirm it with "
+                                         rf"--precomputed-masks {masks}"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", sources=restated)
+    with pytest.raises(BuildError, match="confirm it with --precomputed-masks"):
+        rebuild(ds, OTHER_RECIPE, tmp_path / "new", sources=restated,
+                mask_inputs={"--precomputed-masks": str(world / "other.json")})
 
 
 def test_validate_refuses_members_a_stock_decoder_would_unpickle(ds):

@@ -114,7 +114,7 @@ def test_relative_sources_are_stored_resolved_and_rebuild_from_elsewhere_works(t
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    report = rebuild(tmp_path / "old", OTHER_RECIPE, tmp_path / "new")
+    report = rebuild(tmp_path / "old", OTHER_RECIPE, tmp_path / "new", trust_plan_paths=True)
     assert report.ok == 8 and report.failed == 0
 
 
@@ -129,7 +129,7 @@ def test_an_old_plan_with_relative_paths_is_read_from_the_dataset_folder(tmp_pat
         text = p.read_text().replace(str(old / "src"), "../src")
         p.write_text(text)
     monkeypatch.chdir(tmp_path)
-    report = rebuild(old / "ds0", OTHER_RECIPE, tmp_path / "new")
+    report = rebuild(old / "ds0", OTHER_RECIPE, tmp_path / "new", trust_plan_paths=True)
     assert report.ok == 8
 
 
@@ -208,7 +208,7 @@ def test_link_device_and_fifo_members_of_a_source_tar_get_rows(tmp_path):
         assert rows[ref]["error"] == f"not_regular_file: tar member is {what}, not read"
     assert report.ok == 2
     # plan.json's "refused" locators pass the schema and confinement checks of rebuild
-    again = rebuild(tmp_path / "ds", OTHER_RECIPE, tmp_path / "new", max_failed=1.0)
+    again = rebuild(tmp_path / "ds", OTHER_RECIPE, tmp_path / "new", max_failed=1.0, trust_plan_paths=True)
     assert (again.ok, again.failed) == (2, 4)
 
 

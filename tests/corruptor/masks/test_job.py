@@ -8,6 +8,7 @@ from corruptor.masks import cache as mask_cache
 from corruptor.masks.cache import MaskCache
 from corruptor.masks.job import run_mask_job
 from corruptor.masks.source import MaskSourceConfig
+from corruptor.run.runner import RunnerSettings
 from corruptor.build.writer import file_sha256
 
 from tests.corruptor.build.build_fixtures import count_segmentations, LOCAL_RECIPE, MASKS, make_photos
@@ -115,7 +116,7 @@ def test_masks_job_on_ray(image_folder, tmp_path):
     out = tmp_path / "ds"
     try:
         report = run_mask_job({"photos": image_folder}, cfg, out, distributor="ray", progress=False,
-                              ray_init={"num_cpus": 1, "include_dashboard": False})
+                              settings=RunnerSettings(workers=1))
     finally:
         ray.shutdown()
     assert report.statuses == {"ok": 2, "mask_too_small": 1, "unreadable": 1}

@@ -13,11 +13,12 @@ pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc 
 
 DRIVER = textwrap.dedent("""
     import sys, time
-    from corruptor.run.distributor import run_local
+    from corruptor.run.registry import run_tasks
+    from corruptor.run.runner import RunnerSettings
 
     if __name__ == "__main__":
         # Long tasks: an orphaned worker would still be busy (then idle, forever) long after the test.
-        run_local([60.0] * 8, time.sleep, workers=2, retries=0, progress=False)
+        run_tasks([60.0] * 8, time.sleep, runner="local", settings=RunnerSettings(workers=2, retries=0))
 """)
 
 
@@ -78,7 +79,7 @@ def test_pool_workers_exit_when_the_driver_is_killed(tmp_path, sig):
 
 def test_a_worker_whose_driver_is_already_gone_exits_at_once():
     # The race the parent-death signal cannot cover: the driver died before it was armed.
-    code = "from corruptor.run.distributor import _die_with_parent; _die_with_parent(1); print('alive')"
+    code = "from corruptor.run.local import _die_with_parent; _die_with_parent(1); print('alive')"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "alive" not in done.stdout

@@ -4,12 +4,12 @@ import io
 import re
 
 from corruptor.cli.build import progress_mode
-from corruptor.run import distributor
-from corruptor.run.distributor import Progress
+from corruptor.run import progress as progress_mod
+from corruptor.run.progress import Progress
 
 
 def test_log_progress_prints_rate_and_eta_lines(monkeypatch):
-    monkeypatch.setattr(distributor, "LOG_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress_mod, "LOG_INTERVAL_S", 0.0)
     stream = io.StringIO()
     bar = Progress([4, 6], "log")
     bar.bar.stream = stream
@@ -24,7 +24,7 @@ def test_log_progress_prints_rate_and_eta_lines(monkeypatch):
 
 
 def test_log_progress_is_quiet_between_intervals(monkeypatch):
-    monkeypatch.setattr(distributor, "LOG_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(progress_mod, "LOG_INTERVAL_S", 3600.0)
     stream = io.StringIO()
     bar = Progress([5], "log")
     bar.bar.stream = stream

@@ -152,7 +152,8 @@ def test_a_pdf_build_resumes_and_rebuilds_from_its_checked_plan(folder, tmp_path
     again = build(BuildConfig(**cfg))   # plan.json (pdf locators) passes the schema check
     assert again.shards_run == 1 and again.ok == len(GOOD_REFS)
     monkeypatch.chdir(tmp_path)
-    report = rebuild(tmp_path / "ds", OTHER_RECIPE, tmp_path / "new", max_failed=1.0)
+    restated = parse_source_arg(f"docs=pdf:{folder}?dpi=60")   # from elsewhere: the relative form no longer fits
+    report = rebuild(tmp_path / "ds", OTHER_RECIPE, tmp_path / "new", max_failed=1.0, sources=[restated])
     assert (report.ok, report.failed) == (len(GOOD_REFS), len(BAD_PDFS))
     # a pdf locator that leads out of the source's folder is refused before anything is read
     (tmp_path / "elsewhere.pdf").write_bytes((folder / "a.pdf").read_bytes())
