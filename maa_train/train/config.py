@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from maa_format.errors import describe_validation_error
 from maa_format.safe_yaml import YamlLoadError, load_file, loads
 from maa_train.students.adapter_config import AdapterConfig
 
@@ -211,18 +212,6 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{where}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "missing" and
-                                          not isinstance(err.get("input"), dict) else ""))
-    return "; ".join(lines)
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:
     """YAML (or a dict) plus ``key=value`` overrides (values parsed as YAML) -> TrainConfig."""
     tree: dict = copy.deepcopy(base) if base else {}  # overrides must not reach into the caller's dict
@@ -250,4 +239,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"invalid config{f' {path}' if path else ''}: {_describe(exc)}") from None
+        raise ConfigError(describe_validation_error(exc, f"invalid config{f' {path}' if path else ''}")) from None
