@@ -28,6 +28,19 @@ def test_brightness_turns_black_into_grey():
     assert (out == round(255 * BRIGHTNESS[4]["shift"])).all()
 
 
+def test_brightness_greys_only_black_pixels():
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0, 1] = (10, 0, 0)  # dark red: its zero channels must stay zero
+    image[1, 2] = (180, 90, 30)
+    out = brightness(image, BRIGHTNESS[0])
+    grey = round(255 * BRIGHTNESS[0]["shift"])
+    black = image.max(axis=2) == 0
+    assert (out[black] == grey).all()
+    assert out[0, 1, 0] > 10 and (out[0, 1, 1:] == 0).all()
+    gain = (180 + 255 * BRIGHTNESS[0]["shift"]) / 180  # every channel scales with V
+    assert out[1, 2, 0] in (205, 206) and tuple(out[1, 2, 1:]) == (round(90 * gain), round(30 * gain))
+
+
 def test_contrast_keeps_means_and_scales_spread(colourful):
     factor = CONTRAST[1]["factor"]
     out = contrast(colourful, CONTRAST[1]).astype(float)
