@@ -83,11 +83,12 @@ def brightness(image: np.ndarray, params: Params) -> np.ndarray:
 def contrast(image: np.ndarray, params: Params) -> np.ndarray:
     """Pull every channel towards its mean."""
     factor = number(params, "factor", "contrast", low=0.0, high=10.0)
-    means = np.asarray(cv2.mean(np.ascontiguousarray(image))[:3], dtype=np.float64)
-    # The map is per channel and depends only on the byte value: a 256-entry table each.
-    values = np.arange(256, dtype=np.float64)[:, None]
-    lut = np.clip(np.rint((values - means) * factor + means), 0, 255).astype(np.uint8)
-    return cv2.LUT(np.ascontiguousarray(image), lut.reshape(1, 256, 3))
+    image = np.ascontiguousarray(image)
+    means = np.asarray(cv2.mean(image)[:3], dtype=np.float64)
+    # (x - mean) * factor + mean per channel: one affine colour matrix, which OpenCV applies
+    # to bytes in one vectorised pass (a 3-channel lookup table costs about 5x more).
+    matrix = np.hstack([np.diag(np.full(3, factor)), (means * (1.0 - factor))[:, None]])
+    return cv2.transform(image, matrix)
 
 
 def _saturation_ratio(scale: float, offset: float) -> tuple[np.ndarray, float]:

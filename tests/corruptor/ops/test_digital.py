@@ -41,6 +41,15 @@ def test_brightness_greys_only_black_pixels():
     assert out[1, 2, 0] in (205, 206) and tuple(out[1, 2, 1:]) == (round(90 * gain), round(30 * gain))
 
 
+def test_contrast_is_the_affine_map_to_the_channel_means(colourful):
+    factor = CONTRAST[2]["factor"]
+    means = colourful.reshape(-1, 3).mean(axis=0)
+    exact = np.clip(np.rint((colourful - means) * factor + means), 0, 255)
+    diff = np.abs(contrast(colourful, CONTRAST[2]).astype(float) - exact)
+    # OpenCV's colour transform computes in float32: a tie can round the other way.
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
 def test_contrast_keeps_means_and_scales_spread(colourful):
     factor = CONTRAST[1]["factor"]
     out = contrast(colourful, CONTRAST[1]).astype(float)
