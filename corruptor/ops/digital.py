@@ -251,4 +251,4 @@ def jpeg_compression(image: np.ndarray, params: Params) -> np.ndarray:
                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420])
     if not ok:
         raise RuntimeError("jpeg_compression: OpenCV failed to encode the image")
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)
