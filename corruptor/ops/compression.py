@@ -39,12 +39,13 @@ def _check_quality(params: Params, op: str) -> int:
 
 
 def codec_roundtrip(image: np.ndarray, ext: str, flags: list[int]) -> np.ndarray:
-    """Encode then decode an RGB uint8 image; codecs see BGR, as their colour transforms expect."""
+    """Encode then decode an RGB uint8 image; encoders see BGR, as their colour transforms
+    expect, and the decoder writes RGB itself (one channel swap fewer)."""
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(ext, bgr, flags)
     if not ok:
         raise RuntimeError(f"OpenCV failed to encode {ext} for an image of shape {image.shape}")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:

@@ -28,6 +28,28 @@ def test_brightness_turns_black_into_grey():
     assert (out == round(255 * BRIGHTNESS[4]["shift"])).all()
 
 
+def test_brightness_greys_only_black_pixels():
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0, 1] = (10, 0, 0)  # dark red: its zero channels must stay zero
+    image[1, 2] = (180, 90, 30)
+    out = brightness(image, BRIGHTNESS[0])
+    grey = round(255 * BRIGHTNESS[0]["shift"])
+    black = image.max(axis=2) == 0
+    assert (out[black] == grey).all()
+    assert out[0, 1, 0] > 10 and (out[0, 1, 1:] == 0).all()
+    gain = (180 + 255 * BRIGHTNESS[0]["shift"]) / 180  # every channel scales with V
+    assert out[1, 2, 0] in (205, 206) and tuple(out[1, 2, 1:]) == (round(90 * gain), round(30 * gain))
+
+
+def test_contrast_is_the_affine_map_to_the_channel_means(colourful):
+    factor = CONTRAST[2]["factor"]
+    means = colourful.reshape(-1, 3).mean(axis=0)
+    exact = np.clip(np.rint((colourful - means) * factor + means), 0, 255)
+    diff = np.abs(contrast(colourful, CONTRAST[2]).astype(float) - exact)
+    # OpenCV's colour transform computes in float32: a tie can round the other way.
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
 def test_contrast_keeps_means_and_scales_spread(colourful):
     factor = CONTRAST[1]["factor"]
     out = contrast(colourful, CONTRAST[1]).astype(float)
@@ -83,8 +105,12 @@ def test_pixelate_is_blockwise_constant(colourful):
     assert distinct_rows == int(h * factor) and distinct_cols == int(w * factor)
 
 
+# Sides where no box edge falls exactly on a pixel centre: at such a tie Pillow's float
+# edges drop the pixel from both boxes, ours give it to the later one.
+@pytest.mark.parametrize("shape", [(40, 52, 3), (79, 39, 3)])
 @pytest.mark.parametrize("row", PIXELATE)
-def test_pixelate_matches_pillow_box_then_nearest(colourful, row):
+def test_pixelate_matches_pillow_box_then_nearest(row, shape):
+    colourful = np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
     h, w = colourful.shape[:2]
     small = Image.fromarray(colourful).resize((int(w * row["factor"]), int(h * row["factor"])), Image.BOX)
     expected = np.asarray(small.resize((w, h), Image.NEAREST)).astype(int)

@@ -35,6 +35,27 @@ def test_impulse_noise_changes_the_declared_fraction_half_salt_half_pepper():
     assert np.all((out == 128) | (out == 0) | (out == 255))
 
 
+def test_impulse_noise_extremes_and_independent_channels():
+    np.testing.assert_array_equal(noise.impulse_noise(GRAY, {"amount": 0.0, "seed": 1}), GRAY)
+    full = noise.impulse_noise(GRAY, {"amount": 1.0, "seed": 1})
+    assert np.all((full == 0) | (full == 255)) and np.mean(full == 0) == pytest.approx(0.5, abs=0.01)
+    amount = noise.IMPULSE_NOISE[4]["amount"]
+    flipped = noise.impulse_noise(GRAY, {"amount": amount, "seed": 9}) != 128
+    # One draw per channel value, not per pixel: all three flip together with amount**3.
+    assert flipped.all(axis=2).mean() == pytest.approx(amount**3, abs=0.006)
+
+
+def test_impulse_noise_takes_strided_images_and_is_seeded():
+    wide = np.random.default_rng(0).integers(0, 256, (40, 90, 3), dtype=np.uint8)[:, ::2]
+    params = {"amount": 0.2, "seed": 4}
+    out = noise.impulse_noise(wide, params)
+    assert out.shape == wide.shape
+    np.testing.assert_array_equal(out, noise.impulse_noise(wide.copy(), params))
+    kept = (out != 0) & (out != 255)
+    np.testing.assert_array_equal(out[kept], wide[kept])
+    assert not np.array_equal(out, noise.impulse_noise(wide, {**params, "seed": 5}))
+
+
 @pytest.mark.parametrize("photons", [3.0, 60.0])
 @pytest.mark.parametrize("level", [0, 1, 37, 255])
 def test_poisson_counts_follow_the_poisson_law(photons, level):
